@@ -1,0 +1,150 @@
+-- Cache invalidation for the bridge: the "Cache Invalidated At" store and the triggers
+-- that feed it. Idempotent: rerun after upgrades with
+--   psql -v ON_ERROR_STOP=1 -f sql/cache_invalidation.sql "$DATABASE_URL"
+-- Requires PostgreSQL 13 or newer (xid8, pg_current_xact_id).
+--
+-- Attach to a table, naming its key column (one statement per table):
+--   SELECT cache_invalidation_attach('public.posts', 'id');          -- JSON on cache_invalidation
+--   SELECT cache_invalidation_attach('public.users', 'id', 'text');  -- plain key on data_change_notification
+--   SELECT cache_invalidation_detach('public.posts');
+
+BEGIN;
+
+-- Newest invalidation of every cache key. Written in the same transaction as the change,
+-- so a change committed while the bridge is away is still found when it catches up.
+CREATE TABLE IF NOT EXISTS cache_invalidated_at (
+    cache_key      text        PRIMARY KEY,
+    table_name     text        NOT NULL,
+    invalidated_at timestamptz NOT NULL,
+    -- Transaction that last wrote the row: the bridge resumes from a transaction id.
+    writer_xid     xid8        NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cache_invalidated_at_writer_xid_idx ON cache_invalidated_at (writer_xid);
+CREATE INDEX IF NOT EXISTS cache_invalidated_at_time_idx ON cache_invalidated_at (invalidated_at);
+
+-- Where each bridge resumes: every row written by a transaction with id >= resume_xid
+-- may not have been published yet.
+CREATE TABLE IF NOT EXISTS cache_bridge_cursor (
+    name       text        PRIMARY KEY,
+    resume_xid xid8        NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Records an invalidation and returns its timestamp in epoch milliseconds.
+-- Timestamps per key only move forward.
+CREATE OR REPLACE FUNCTION cache_invalidation_record(p_cache_key text, p_table text)
+RETURNS bigint LANGUAGE sql VOLATILE AS $$
+    INSERT INTO cache_invalidated_at AS s (cache_key, table_name, invalidated_at, writer_xid)
+    VALUES (p_cache_key, p_table, clock_timestamp(), pg_current_xact_id())
+    ON CONFLICT (cache_key) DO UPDATE
+        SET invalidated_at = greatest(s.invalidated_at, excluded.invalidated_at),
+            table_name     = excluded.table_name,
+            writer_xid     = excluded.writer_xid
+    RETURNING floor(extract(epoch FROM invalidated_at) * 1000)::bigint;
+$$;
+
+-- JSON style: {"table","action","id","cache_key","invalidated_at","data"} on one channel
+-- for all tables. TG_ARGV: key column (default id), NOTIFY channel (default cache_invalidation).
+CREATE OR REPLACE FUNCTION cache_invalidation_notify_json() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    key_column     text := coalesce(TG_ARGV[0], 'id');
+    notify_channel text := coalesce(TG_ARGV[1], 'cache_invalidation');
+    old_row        jsonb;
+    new_row        jsonb;
+    row_data       jsonb;
+    cache_key      text;
+    payload        text;
+BEGIN
+    IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD); END IF;
+    IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW); END IF;
+    row_data := coalesce(new_row, old_row);
+    IF NOT row_data ? key_column THEN
+        RAISE EXCEPTION 'cache invalidation: table % has no column %', TG_TABLE_NAME, key_column;
+    END IF;
+
+    -- An UPDATE that changes the key also makes the old key stale.
+    IF TG_OP = 'UPDATE' AND old_row -> key_column IS DISTINCT FROM new_row -> key_column THEN
+        cache_key := TG_TABLE_NAME || ':' || (old_row ->> key_column);
+        PERFORM pg_notify(notify_channel, jsonb_build_object(
+            'table', TG_TABLE_NAME, 'action', 'delete', 'id', old_row -> key_column,
+            'cache_key', cache_key,
+            'invalidated_at', cache_invalidation_record(cache_key, TG_TABLE_NAME))::text);
+    END IF;
+
+    cache_key := TG_TABLE_NAME || ':' || (row_data ->> key_column);
+    payload := jsonb_build_object(
+        'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', row_data -> key_column,
+        'cache_key', cache_key,
+        'invalidated_at', cache_invalidation_record(cache_key, TG_TABLE_NAME),
+        'data', row_data)::text;
+    -- NOTIFY rejects payloads of 8000 bytes or more, which would fail the user's write.
+    IF octet_length(payload) >= 8000 THEN
+        payload := (payload::jsonb - 'data' || jsonb_build_object('data_omitted', true))::text;
+    END IF;
+    PERFORM pg_notify(notify_channel, payload);
+    RETURN NULL;
+END;
+$$;
+
+-- Plain-text style: the payload is the cache key itself (<table>:<key>).
+-- TG_ARGV: key column (default id), NOTIFY channel (default data_change_notification).
+CREATE OR REPLACE FUNCTION cache_invalidation_notify_text() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    key_column     text := coalesce(TG_ARGV[0], 'id');
+    notify_channel text := coalesce(TG_ARGV[1], 'data_change_notification');
+    old_key        text;
+    new_key        text;
+BEGIN
+    -- DELETE has no NEW row, INSERT no OLD row: read the one that exists.
+    IF TG_OP <> 'INSERT' THEN old_key := to_jsonb(OLD) ->> key_column; END IF;
+    IF TG_OP <> 'DELETE' THEN new_key := to_jsonb(NEW) ->> key_column; END IF;
+    IF coalesce(new_key, old_key) IS NULL THEN
+        RAISE EXCEPTION 'cache invalidation: table % has no non-null column %', TG_TABLE_NAME, key_column;
+    END IF;
+    IF old_key IS NOT NULL AND old_key IS DISTINCT FROM new_key THEN
+        PERFORM cache_invalidation_record(TG_TABLE_NAME || ':' || old_key, TG_TABLE_NAME);
+        PERFORM pg_notify(notify_channel, TG_TABLE_NAME || ':' || old_key);
+    END IF;
+    IF new_key IS NOT NULL THEN
+        PERFORM cache_invalidation_record(TG_TABLE_NAME || ':' || new_key, TG_TABLE_NAME);
+        PERFORM pg_notify(notify_channel, TG_TABLE_NAME || ':' || new_key);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+-- Attaches (or re-attaches) the trigger to a table. style: 'json' or 'text'.
+CREATE OR REPLACE FUNCTION cache_invalidation_attach(
+    target regclass, key_column text DEFAULT 'id', style text DEFAULT 'json',
+    notify_channel text DEFAULT NULL)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    trigger_function text;
+BEGIN
+    IF style NOT IN ('json', 'text') THEN
+        RAISE EXCEPTION 'cache_invalidation_attach: style must be json or text, not %', style;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                   WHERE attrelid = target AND attname = key_column AND attnum > 0 AND NOT attisdropped) THEN
+        RAISE EXCEPTION 'cache_invalidation_attach: % has no column %', target, key_column;
+    END IF;
+    trigger_function := 'cache_invalidation_notify_' || style;
+    notify_channel := coalesce(notify_channel,
+        CASE style WHEN 'json' THEN 'cache_invalidation' ELSE 'data_change_notification' END);
+    EXECUTE format('DROP TRIGGER IF EXISTS cache_invalidation ON %s', target);
+    EXECUTE format('CREATE TRIGGER cache_invalidation AFTER INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH ROW EXECUTE FUNCTION %I(%L, %L)',
+                   target, trigger_function, key_column, notify_channel);
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION cache_invalidation_detach(target regclass)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('DROP TRIGGER IF EXISTS cache_invalidation ON %s', target);
+END;
+$$;
+
+COMMIT;
