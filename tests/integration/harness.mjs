@@ -1,0 +1,707 @@
+// Integration-test harness: starts real PostgreSQL, real Soketi and the real bridge binary,
+// and subscribes real pusher-js clients. Every helper is bounded in time and cleans up after
+// itself (kill, then wait for the process to exit); a process-exit hook kills leftovers.
+//
+// Run the suite (serially: it starts servers and the machine is small):
+//   scripts/install-deps                       # Soketi, pusher-js, pg in scripts/node_modules
+//   cmake -S . -B build && cmake --build build -j2
+//   node --test --test-concurrency=1 tests/integration/
+// The bridge binary defaults to build/bridge/cache-bridge; override with CACHE_BRIDGE_BIN.
+// PostgreSQL binaries default to /usr/lib/postgresql/15/bin; override with PG_BIN_DIR.
+// Set HARNESS_VERBOSE=1 to echo every child process's output to stderr as it happens.
+
+import { spawn, execFileSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync, chownSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
+const requireScripts = createRequire(path.join(repoRoot, 'scripts', 'package.json'));
+const pg = requireScripts('pg');
+const PusherClient = requireScripts('pusher-js');
+const PusherServer = requireScripts('pusher');
+
+export const PG_BIN_DIR = process.env.PG_BIN_DIR || '/usr/lib/postgresql/15/bin';
+export const BRIDGE_BIN = process.env.CACHE_BRIDGE_BIN || path.join(repoRoot, 'build', 'bridge', 'cache-bridge');
+export const SOKETI_SCRIPT = path.join(repoRoot, 'scripts', 'soketi');
+export const SQL_FILE = path.join(repoRoot, 'sql', 'cache_invalidation.sql');
+const VERBOSE = process.env.HARNESS_VERBOSE === '1';
+
+// pg returns bigint (int8) as a string by default; the store's timestamps fit in a double.
+pg.types.setTypeParser(20, (v) => Number(v));
+
+// ---------------------------------------------------------------------------------------
+// Small utilities
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const portsHandedOut = new Set();
+
+/** A currently free TCP port on 127.0.0.1 (not handed out before by this process). */
+export async function freePort() {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await new Promise((resolve, reject) => {
+      const srv = net.createServer();
+      srv.unref();
+      srv.on('error', reject);
+      srv.listen(0, '127.0.0.1', () => {
+        const { port } = srv.address();
+        srv.close(() => resolve(port));
+      });
+    });
+    if (!portsHandedOut.has(port)) {
+      portsHandedOut.add(port);
+      return port;
+    }
+  }
+  throw new Error('freePort: no new free port after 50 attempts');
+}
+
+/**
+ * Polls fn (sync or async) until it returns a truthy value, which is returned.
+ * Exceptions from fn count as "not yet". Throws after timeoutMs with `message` and the last error.
+ */
+export async function waitUntil(fn, timeoutMs = 10000, { intervalMs = 50, message = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let lastError;
+  for (;;) {
+    try {
+      const value = await fn();
+      if (value) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() >= deadline) {
+      const why = lastError ? ` (last error: ${lastError.message ?? lastError})` : '';
+      throw new Error(`waitUntil: ${message} not met within ${timeoutMs} ms${why}`);
+    }
+    await sleep(Math.min(intervalMs, Math.max(1, deadline - Date.now())));
+  }
+}
+
+/** Races a promise against a timer; rejects with `message` on timeout. */
+export function withTimeout(promise, timeoutMs, message = 'operation') {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${message} timed out after ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** GET/POST with a bounded time. Returns {status, headers, text}. Network errors throw. */
+export async function http(url, { method = 'GET', headers = {}, body, timeoutMs = 5000 } = {}) {
+  const res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(timeoutMs) });
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+/** Hex HMAC-SHA256 of a raw webhook body: the X-Pusher-Signature Soketi sends. */
+export function signWebhook(rawBody, secret) {
+  return createHmac('sha256', secret).update(rawBody).digest('hex');
+}
+
+/** Makes a temp directory that the process-exit hook removes if the test does not. */
+export function tempDir(prefix = 'cache-bridge-it-') {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  liveTempDirs.add(dir);
+  return dir;
+}
+
+function removeTempDir(dir) {
+  try {
+    rmSync(dir, { recursive: true, force: true });
+  } catch {
+    /* best effort */
+  }
+  liveTempDirs.delete(dir);
+}
+
+/** Writes a .env file from an object (values double-quoted and escaped). */
+export function writeEnvFile(file, env) {
+  const lines = Object.entries(env)
+    .filter(([, v]) => v !== undefined && v !== null)
+    .map(([k, v]) => `${k}="${String(v).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`);
+  writeFileSync(file, lines.join('\n') + '\n');
+  return file;
+}
+
+// Configuration keys of the bridge and Soketi: stripped from the inherited environment so that a
+// developer's shell cannot change what a test configures.
+const CONFIG_KEY = /^(SOKETI_|BRIDGE_|DATABASE_URL$|PG[A-Z]+$|CACHE_BRIDGE_BIN$)/;
+export function cleanEnv(extra = {}) {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (!CONFIG_KEY.test(k)) env[k] = v;
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined && v !== null) env[k] = String(v);
+  return env;
+}
+
+// ---------------------------------------------------------------------------------------
+// Child processes
+
+const liveProcesses = new Set();
+const liveTempDirs = new Set();
+
+process.on('exit', () => {
+  // Last resort when a test failed before its cleanup ran: nothing may outlive the run.
+  for (const p of liveProcesses) {
+    try {
+      process.kill(p.pid, p.emergencySignal);
+    } catch {
+      /* already gone */
+    }
+  }
+  for (const dir of liveTempDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      /* best effort */
+    }
+  }
+});
+
+/**
+ * Spawns a process and captures its output line by line.
+ * Returns {pid, lines, exited, waitForLine, mark, output, stop, running}.
+ *   lines: [{stream: 'stdout'|'stderr', text, time}] in arrival order.
+ *   exited: resolves {code, signal} when the process has exited (never rejects).
+ *   stop({signal, killAfterMs}): sends signal (default SIGTERM), SIGKILL after killAfterMs,
+ *     resolves {code, signal} once the process has exited.
+ */
+export function spawnCaptured(command, args, { name = path.basename(command), env, cwd, uid, gid,
+  emergencySignal = 'SIGKILL', maxLines = 20000 } = {}) {
+  const child = spawn(command, args, { env, cwd, uid, gid, stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines = [];
+  let dropped = 0;
+  const waiters = new Set();
+  const record = (stream) => {
+    let partial = '';
+    child[stream].setEncoding('utf8');
+    child[stream].on('data', (chunk) => {
+      partial += chunk;
+      let nl;
+      while ((nl = partial.indexOf('\n')) >= 0) {
+        push(stream, partial.slice(0, nl).replace(/\r$/, ''));
+        partial = partial.slice(nl + 1);
+      }
+    });
+    child[stream].on('end', () => {
+      if (partial) push(stream, partial);
+      partial = '';
+    });
+  };
+  const push = (stream, text) => {
+    const line = { stream, text, time: Date.now(), index: dropped + lines.length };
+    lines.push(line);
+    if (lines.length > maxLines) {
+      lines.shift();
+      dropped++;
+    }
+    if (VERBOSE) process.stderr.write(`[${name} ${stream}] ${text}\n`);
+    for (const w of waiters) w(line);
+  };
+  record('stdout');
+  record('stderr');
+
+  const handle = {
+    name,
+    pid: child.pid,
+    child,
+    lines,
+    exitCode: undefined,
+    exitSignal: undefined,
+    emergencySignal,
+  };
+  let spawnError;
+  handle.exited = new Promise((resolve) => {
+    child.on('error', (err) => {
+      spawnError = err;
+      push('stderr', `[harness] could not start ${command}: ${err.message}`);
+      // 'exit' may not follow a spawn error.
+      handle.exitCode = null;
+      liveProcesses.delete(handle);
+      resolve({ code: null, signal: null, error: err });
+    });
+    // 'close' (not 'exit'): all output has been read by then.
+    child.on('close', (code, signal) => {
+      handle.exitCode = code;
+      handle.exitSignal = signal;
+      liveProcesses.delete(handle);
+      resolve({ code, signal, error: spawnError });
+    });
+  });
+  if (child.pid) liveProcesses.add(handle);
+
+  handle.running = () => handle.exitCode === undefined;
+  /** Index to pass as `since` to waitForLine / linesSince: "only lines after now". */
+  handle.mark = () => dropped + lines.length;
+  handle.linesSince = (since = 0) => lines.filter((l) => l.index >= since);
+  handle.output = (since = 0) => handle.linesSince(since).map((l) => `${l.stream === 'stderr' ? '!' : ' '} ${l.text}`).join('\n');
+  handle.text = (since = 0) => handle.linesSince(since).map((l) => l.text).join('\n');
+
+  /** Resolves with the first line (at index >= since) matching re; rejects on timeout or exit. */
+  handle.waitForLine = (re, timeoutMs = 10000, { since = 0, stream } = {}) => {
+    const matches = (l) => l.index >= since && (!stream || l.stream === stream) && re.test(l.text);
+    const found = lines.find(matches);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const done = (fn, v) => {
+        clearTimeout(timer);
+        waiters.delete(onLine);
+        fn(v);
+      };
+      const onLine = (l) => {
+        if (matches(l)) done(resolve, l);
+      };
+      const timer = setTimeout(() => done(reject, new Error(
+        `${name}: no line matching ${re} within ${timeoutMs} ms. Output:\n${handle.output(since)}`)), timeoutMs);
+      waiters.add(onLine);
+      handle.exited.then(({ code, signal }) => {
+        if (waiters.has(onLine)) {
+          done(reject, new Error(`${name} exited (code ${code}, signal ${signal}) before a line matching ${re}. Output:\n${handle.output(since)}`));
+        }
+      });
+    });
+  };
+
+  handle.stop = async ({ signal = 'SIGTERM', killAfterMs = 10000 } = {}) => {
+    if (!handle.running()) return handle.exited;
+    try {
+      child.kill(signal);
+    } catch {
+      /* already gone */
+    }
+    const timer = setTimeout(() => {
+      if (handle.running()) {
+        push('stderr', `[harness] ${name} still running ${killAfterMs} ms after ${signal}: SIGKILL`);
+        try {
+          child.kill('SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }
+    }, killAfterMs);
+    const result = await handle.exited;
+    clearTimeout(timer);
+    return result;
+  };
+  return handle;
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL
+
+function postgresUser() {
+  if (process.getuid?.() !== 0) return {};
+  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+  return { uid, gid };
+}
+
+/**
+ * Starts a throwaway PostgreSQL cluster (initdb in a temp dir, fsync=off, 127.0.0.1 on a free
+ * port, trust auth) and installs sql/cache_invalidation.sql into database `postgres`.
+ * Returns {url, port, query(sql, params), client(), stop(), proc}.
+ *   query: one statement (or several without params) on a shared pool; returns pg's result.
+ *   client(): a dedicated connected pg.Client (closed by stop()).
+ */
+export async function startPostgres({ installSql = true, settings = {} } = {}) {
+  const dir = tempDir('cache-bridge-pg-');
+  const dataDir = path.join(dir, 'data');
+  const user = postgresUser();
+  if (user.uid !== undefined) chownSync(dir, user.uid, user.gid);
+  const pgEnv = cleanEnv({ LC_ALL: 'C.UTF-8', LANG: 'C.UTF-8' });
+
+  const initdb = spawnCaptured(path.join(PG_BIN_DIR, 'initdb'),
+    ['-D', dataDir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8', '--locale=C.UTF-8'],
+    { name: 'initdb', env: pgEnv, cwd: dir, ...user });
+  const initResult = await withTimeout(initdb.exited, 60000, 'initdb').catch(async (err) => {
+    await initdb.stop({ signal: 'SIGKILL' });
+    throw err;
+  });
+  if (initResult.code !== 0) {
+    removeTempDir(dir);
+    throw new Error(`initdb failed (code ${initResult.code}):\n${initdb.output()}`);
+  }
+
+  const port = await freePort();
+  const options = {
+    listen_addresses: '127.0.0.1', port: String(port), unix_socket_directories: '',
+    fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off',
+    shared_buffers: '32MB', max_connections: '50', log_min_messages: 'warning',
+    ...settings,
+  };
+  const args = ['-D', dataDir];
+  for (const [k, v] of Object.entries(options)) args.push('-c', `${k}=${v}`);
+  // SIGQUIT is an immediate shutdown: used only if the run ends without stop().
+  const proc = spawnCaptured(path.join(PG_BIN_DIR, 'postgres'), args,
+    { name: 'postgres', env: pgEnv, cwd: dir, emergencySignal: 'SIGQUIT', ...user });
+
+  const url = `postgresql://postgres@127.0.0.1:${port}/postgres`;
+  const pools = [];
+  const clients = new Set();
+  const stop = async () => {
+    await Promise.allSettled([...clients].map((c) => withTimeout(c.end(), 3000, 'pg client end')));
+    clients.clear();
+    await Promise.allSettled(pools.map((p) => withTimeout(p.end(), 3000, 'pg pool end')));
+    // SIGINT is PostgreSQL's fast shutdown (SIGTERM would wait for clients to leave).
+    await proc.stop({ signal: 'SIGINT', killAfterMs: 15000 });
+    removeTempDir(dir);
+  };
+
+  try {
+    await waitUntil(async () => {
+      if (!proc.running()) throw new Error(`postgres exited:\n${proc.output()}`);
+      const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
+      try {
+        await c.connect();
+        await c.query('SELECT 1');
+        return true;
+      } finally {
+        await c.end().catch(() => {});
+      }
+    }, 30000, { intervalMs: 100, message: 'PostgreSQL accepting connections' });
+  } catch (err) {
+    await stop();
+    throw new Error(`${err.message}\n${proc.output()}`);
+  }
+
+  const pool = new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 5000, application_name: 'it-harness' });
+  pool.on('error', () => {}); // terminated idle connections are replaced on next use
+  pools.push(pool);
+
+  if (installSql) {
+    const psql = spawnCaptured('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', SQL_FILE, url],
+      { name: 'psql', env: pgEnv });
+    const r = await withTimeout(psql.exited, 30000, 'psql install of sql/cache_invalidation.sql')
+      .catch(async (err) => {
+        await psql.stop({ signal: 'SIGKILL' });
+        return { code: `timeout: ${err.message}` };
+      });
+    if (r.code !== 0) {
+      await stop();
+      throw new Error(`installing ${SQL_FILE} failed (code ${r.code}):\n${psql.output()}`);
+    }
+  }
+
+  return {
+    url,
+    port,
+    proc,
+    query: (sql, params) => pool.query(sql, params),
+    async client({ applicationName = 'it-harness' } = {}) {
+      const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000, application_name: applicationName });
+      c.on('error', () => {});
+      await c.connect();
+      clients.add(c);
+      const end = c.end.bind(c);
+      c.end = async () => {
+        clients.delete(c);
+        return end();
+      };
+      return c;
+    },
+    /** invalidated_at of a store key in epoch ms (as the triggers report it), or undefined. */
+    async storeMs(cacheKey) {
+      const r = await pool.query(
+        'SELECT floor(extract(epoch FROM invalidated_at) * 1000)::bigint AS ms FROM cache_invalidated_at WHERE cache_key = $1',
+        [cacheKey]);
+      return r.rows[0]?.ms;
+    },
+    stop,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Soketi
+
+/**
+ * Starts Soketi through scripts/soketi with a temp .env in the bridge's names, on free ports
+ * (or the given ones, e.g. to restart on the same port), and waits until GET / answers 200.
+ * Returns {host, port, metricsPort, appId, key, secret, url, proc, pusher (server SDK), stop(),
+ *          options (to start it again identically)}.
+ */
+export async function startSoketi({ appId = 'app-id', key = 'app-key', secret = 'app-secret', webhookUrl,
+  eventTypes = ['channel_occupied', 'cache_miss'], batchSize, maxSizeKb, debug = false, port, metricsPort,
+  env = {}, startTimeoutMs = 30000 } = {}) {
+  port ??= await freePort();
+  metricsPort ??= await freePort();
+  const dir = tempDir('cache-bridge-soketi-');
+  const fileEnv = {
+    SOKETI_APP_ID: appId,
+    SOKETI_APP_KEY: key,
+    SOKETI_APP_SECRET: secret,
+    SOKETI_PORT: port,
+    SOKETI_DEBUG: debug ? 1 : 0,
+    SOKETI_METRICS_SERVER_PORT: metricsPort,
+    SOKETI_WEBHOOK_URL: webhookUrl,
+    SOKETI_WEBHOOK_EVENT_TYPES: webhookUrl ? eventTypes.join(',') : undefined,
+    SOKETI_EVENT_MAX_BATCH_SIZE: batchSize,
+    SOKETI_EVENT_MAX_SIZE_IN_KB: maxSizeKb,
+  };
+  const envFile = writeEnvFile(path.join(dir, '.env'), fileEnv);
+  // Tests stop and restart Soketi: a short grace period keeps that quick.
+  const procEnv = cleanEnv({ SOKETI_SHUTDOWN_GRACE_PERIOD: 200, SOKETI_METRICS_HOST: '127.0.0.1', ...env });
+  const proc = spawnCaptured(SOKETI_SCRIPT, ['--env-file', envFile], { name: 'soketi', env: procEnv, cwd: dir });
+  const base = `http://127.0.0.1:${port}`;
+  const stop = async () => {
+    const r = await proc.stop({ signal: 'SIGTERM', killAfterMs: 15000 });
+    removeTempDir(dir);
+    return r;
+  };
+  try {
+    await waitUntil(async () => {
+      if (!proc.running()) throw new Error(`soketi exited:\n${proc.output()}`);
+      return (await http(`${base}/`, { timeoutMs: 1000 })).status === 200;
+    }, startTimeoutMs, { intervalMs: 100, message: `Soketi answering GET ${base}/` });
+  } catch (err) {
+    await stop();
+    throw new Error(`${err.message}\n${proc.output()}`);
+  }
+  const pusher = new PusherServer({ appId, key, secret, host: '127.0.0.1', port: String(port), useTLS: false });
+  return {
+    host: '127.0.0.1',
+    port,
+    metricsPort,
+    appId,
+    key,
+    secret,
+    url: base,
+    proc,
+    pusher,
+    options: { appId, key, secret, webhookUrl, eventTypes, batchSize, maxSizeKb, debug, port, metricsPort, env },
+    /** Names of channels with at least one subscriber (Soketi's HTTP API). */
+    async occupiedChannels() {
+      const res = await pusher.get({ path: '/channels' });
+      const body = await res.json();
+      return Object.keys(body.channels ?? {});
+    },
+    stop,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// The bridge
+
+/**
+ * Spawns the bridge with `--env-file <temp file>` written from `env` (or the given `envFile`),
+ * in a temp working directory, with the inherited environment stripped of config keys plus
+ * `processEnv` (real environment variables, which override the file).
+ * ready: 'readyz' waits for GET /readyz 200, 'healthz' for GET /healthz 200 (both on the port of
+ *   env.SOKETI_WEBHOOK_URL), a RegExp waits for a matching log line, false does not wait.
+ * Returns the captured process handle plus {exited (resolves to the exit code), stop(), baseUrl}.
+ */
+export async function startBridge({ env = {}, envFile, processEnv = {}, args = [], ready = 'readyz',
+  readyTimeoutMs = 20000, bin = BRIDGE_BIN, name = 'cache-bridge' } = {}) {
+  if (!existsSync(bin)) {
+    throw new Error(`bridge binary ${bin} not found: build it (cmake -S . -B build && cmake --build build -j2) or set CACHE_BRIDGE_BIN`);
+  }
+  const dir = tempDir('cache-bridge-run-');
+  envFile ??= writeEnvFile(path.join(dir, 'bridge.env'), env);
+  const proc = spawnCaptured(bin, ['--env-file', envFile, ...args], { name, env: cleanEnv(processEnv), cwd: dir });
+  const webhookUrl = processEnv.SOKETI_WEBHOOK_URL ?? env.SOKETI_WEBHOOK_URL;
+  const baseUrl = webhookUrl ? new URL(webhookUrl).origin : undefined;
+  const exitedFull = proc.exited;
+  const bridge = Object.assign(proc, {
+    baseUrl,
+    envFile,
+    exited: exitedFull.then((r) => r.code),
+    exitedFull,
+  });
+  const stopProc = proc.stop;
+  bridge.stop = async (opts = {}) => {
+    const r = await stopProc({ signal: 'SIGTERM', killAfterMs: 10000, ...opts });
+    removeTempDir(dir);
+    return r;
+  };
+  try {
+    if (ready === 'readyz' || ready === 'healthz') {
+      if (!baseUrl) throw new Error(`startBridge: ready='${ready}' needs SOKETI_WEBHOOK_URL in env`);
+      await waitUntil(async () => {
+        if (!bridge.running()) throw new Error('bridge exited');
+        return (await http(`${baseUrl}/${ready}`, { timeoutMs: 1000 })).status === 200;
+      }, readyTimeoutMs, { intervalMs: 100, message: `bridge GET /${ready} 200` });
+    } else if (ready instanceof RegExp) {
+      await bridge.waitForLine(ready, readyTimeoutMs);
+    }
+  } catch (err) {
+    await bridge.stop();
+    throw new Error(`${err.message}\nbridge output:\n${bridge.output()}`);
+  }
+  return bridge;
+}
+
+/** Runs the bridge to completion (config errors, --check). Returns {code, signal, lines, text, output}. */
+export async function runBridge({ timeoutMs = 30000, ...opts } = {}) {
+  const bridge = await startBridge({ ...opts, ready: false });
+  const result = await withTimeout(bridge.exitedFull, timeoutMs, 'cache-bridge run').catch(async (err) => {
+    await bridge.stop({ signal: 'SIGKILL' });
+    throw new Error(`${err.message}\nOutput:\n${bridge.output()}`);
+  });
+  await bridge.stop();
+  return { code: result.code, signal: result.signal, lines: bridge.lines, text: bridge.text(), output: bridge.output() };
+}
+
+// ---------------------------------------------------------------------------------------
+// pusher-js subscriber
+
+/**
+ * Connects a pusher-js client to Soketi and subscribes to `channel`; resolves once
+ * pusher:subscription_succeeded arrived. Returns
+ *   {events: [{event, data, receivedAt}] (application events, in arrival order),
+ *    internal: [...] (pusher:* events such as pusher:cache_miss), waitFor(predicate, timeoutMs),
+ *    waitForCount(predicate, n, timeoutMs), disconnect()}.
+ */
+export async function subscribe({ port, key = 'app-key', channel, host = '127.0.0.1', timeoutMs = 10000 }) {
+  const client = new PusherClient(key, {
+    wsHost: host,
+    wsPort: port,
+    forceTLS: false,
+    enabledTransports: ['ws'],
+    cluster: 'mt1',
+    disableStats: true,
+  });
+  const events = [];
+  const internal = [];
+  const listeners = new Set();
+  const ch = client.subscribe(channel);
+  ch.bind_global((event, data) => {
+    const entry = { event, data, receivedAt: Date.now() };
+    if (event.startsWith('pusher:') || event.startsWith('pusher_internal:')) {
+      internal.push(entry);
+    } else {
+      events.push(entry);
+    }
+    for (const l of listeners) l(entry);
+  });
+
+  let disconnected = false;
+  const disconnect = async () => {
+    if (disconnected) return;
+    disconnected = true;
+    const state = client.connection.state;
+    if (state === 'disconnected' || state === 'failed') return;
+    const gone = new Promise((resolve) => client.connection.bind('state_change', ({ current }) => {
+      if (current === 'disconnected' || current === 'failed') resolve();
+    }));
+    client.disconnect();
+    await withTimeout(gone, 3000, 'pusher-js disconnect').catch(() => {});
+    // Let Soketi notice the closed socket (unsubscribe, channel_vacated) before going on.
+    await sleep(50);
+  };
+
+  try {
+    await withTimeout(new Promise((resolve, reject) => {
+      ch.bind('pusher:subscription_succeeded', () => resolve());
+      ch.bind('pusher:subscription_error', (status) => reject(new Error(`subscription_error: ${JSON.stringify(status)}`)));
+      client.connection.bind('failed', () => reject(new Error('pusher-js connection failed')));
+      client.connection.bind('unavailable', () => reject(new Error('pusher-js connection unavailable')));
+    }), timeoutMs, `subscribing to ${channel} on 127.0.0.1:${port}`);
+  } catch (err) {
+    await disconnect();
+    throw err;
+  }
+
+  const describe = () => events.map((e) => `${new Date(e.receivedAt).toISOString()} ${e.event} ${JSON.stringify(e.data)}`).join('\n') || '(no events)';
+
+  /** Resolves with the first event (already received or future) for which predicate(entry) is true. */
+  const waitFor = (predicate, waitMs = 10000) => {
+    const found = events.find(predicate);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const onEvent = (e) => {
+        if (!e.event.startsWith('pusher') && predicate(e)) {
+          clearTimeout(timer);
+          listeners.delete(onEvent);
+          resolve(e);
+        }
+      };
+      const timer = setTimeout(() => {
+        listeners.delete(onEvent);
+        reject(new Error(`no matching event on ${channel} within ${waitMs} ms; received:\n${describe()}`));
+      }, waitMs);
+      listeners.add(onEvent);
+    });
+  };
+
+  /** Resolves with the matching events once at least n have arrived. */
+  const waitForCount = async (predicate, n, waitMs = 10000) => {
+    await waitUntil(() => events.filter(predicate).length >= n, waitMs,
+      { message: `${n} matching events on ${channel}` }).catch((err) => {
+      throw new Error(`${err.message}; received:\n${describe()}`);
+    });
+    return events.filter(predicate);
+  };
+
+  return { client, channel, events, internal, waitFor, waitForCount, describe, disconnect };
+}
+
+/** Event predicate helper: application event `name` whose data.cacheKey is `cacheKey`. */
+export const isInvalidation = (cacheKey, name = 'cache-invalidate') => (e) => e.event === name && e.data?.cacheKey === cacheKey;
+
+// ---------------------------------------------------------------------------------------
+// A whole stack: PostgreSQL + Soketi (with webhooks to the bridge's port) + bridge env.
+
+/**
+ * Starts PostgreSQL and Soketi, with Soketi's webhooks pointed at a port reserved for the bridge.
+ * Returns {pg, soketi, bridgePort, webhookUrl, bridgeEnv(overrides), startBridge(overrides, opts), stop()}.
+ * Bridges started through the stack are stopped by stack.stop().
+ */
+export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {} } = {}) {
+  const bridgePort = await freePort();
+  const webhookPath = '/soketi/webhook';
+  const webhookUrl = `http://127.0.0.1:${bridgePort}${webhookPath}`;
+  const db = await startPostgres(pgOptions);
+  let soketi;
+  try {
+    soketi = await startSoketi({ webhookUrl, ...soketiOptions });
+  } catch (err) {
+    await db.stop();
+    throw err;
+  }
+  const bridges = new Set();
+  const stack = {
+    pg: db,
+    soketi,
+    bridgePort,
+    webhookUrl,
+    webhookPath,
+    baseUrl: `http://127.0.0.1:${bridgePort}`,
+    bridgeEnv(overrides = {}) {
+      return {
+        DATABASE_URL: db.url,
+        SOKETI_APP_ID: stack.soketi.appId,
+        SOKETI_APP_KEY: stack.soketi.key,
+        SOKETI_APP_SECRET: stack.soketi.secret,
+        SOKETI_HOST: '127.0.0.1',
+        SOKETI_PORT: stack.soketi.port,
+        SOKETI_WEBHOOK_URL: webhookUrl,
+        BRIDGE_HTTP_BIND: '127.0.0.1',
+        BRIDGE_LOG_FORMAT: 'text',
+        ...overrides,
+      };
+    },
+    async startBridge(overrides = {}, opts = {}) {
+      const b = await startBridge({ env: stack.bridgeEnv(overrides), ...opts });
+      bridges.add(b);
+      b.exitedFull.then(() => bridges.delete(b));
+      return b;
+    },
+    /** Stops Soketi and starts it again with the same ports and settings. */
+    async restartSoketi() {
+      await stack.soketi.stop();
+      stack.soketi = await startSoketi(stack.soketi.options);
+      return stack.soketi;
+    },
+    subscribe(channel, opts = {}) {
+      return subscribe({ port: stack.soketi.port, key: stack.soketi.key, channel, ...opts });
+    },
+    async stop() {
+      await Promise.allSettled([...bridges].map((b) => b.stop()));
+      await Promise.allSettled([stack.soketi.stop(), db.stop()]);
+    },
+  };
+  return stack;
+}
