@@ -641,6 +641,13 @@ export async function subscribe({ port, key = 'app-key', channel, host = '127.0.
 /** Event predicate helper: application event `name` whose data.cacheKey is `cacheKey`. */
 export const isInvalidation = (cacheKey, name = 'cache-invalidate') => (e) => e.event === name && e.data?.cacheKey === cacheKey;
 
+/** Like isInvalidation, but only live events (not replays). */
+export const isLiveInvalidation = (cacheKey, name = 'cache-invalidate') => (e) =>
+  isInvalidation(cacheKey, name)(e) && e.data.replay !== true;
+
+/** The bridge's text log lines at level warn or error (`<ISO time> <level> <message>`). */
+export const WARN_OR_ERROR = /^\S+\s+(warn|warning|error|fatal)\b/i;
+
 // ---------------------------------------------------------------------------------------
 // A whole stack: PostgreSQL + Soketi (with webhooks to the bridge's port) + bridge env.
 
@@ -663,6 +670,8 @@ export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {
   }
   const bridges = new Set();
   const stack = {
+    /** Every bridge started through the stack, running or not (e.g. to scan all their logs). */
+    bridgesStarted: [],
     pg: db,
     soketi,
     bridgePort,
@@ -686,6 +695,7 @@ export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {
     async startBridge(overrides = {}, opts = {}) {
       const b = await startBridge({ env: stack.bridgeEnv(overrides), ...opts });
       bridges.add(b);
+      stack.bridgesStarted.push(b);
       b.exitedFull.then(() => bridges.delete(b));
       return b;
     },

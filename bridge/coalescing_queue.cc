@@ -1,0 +1,154 @@
+#include "coalescing_queue.h"
+
+namespace bridge {
+
+CoalescingQueue::CoalescingQueue(std::chrono::milliseconds window, size_t max_keys)
+    : window_(window), max_keys_(max_keys) {}
+
+bool CoalescingQueue::push(const std::string& channel, Invalidation invalidation) {
+  std::string key = channel;
+  key.push_back('\0');
+  key += invalidation.cache_key;
+
+  std::unique_lock lock(mutex_);
+  room_.wait(lock, [&] { return closed_ || keys_.size() < max_keys_ || keys_.count(key) > 0; });
+  if (closed_) return false;
+
+  uint64_t sequence = next_sequence_++;
+  auto [it, inserted] = keys_.try_emplace(key);
+  KeyState& state = it->second;
+  if (inserted) state.channel = channel;
+  if (state.pending) {
+    state.pending = newest_of(std::move(*state.pending), std::move(invalidation));
+    ++coalesced_;
+    return true;  // already ready or waiting for its window
+  }
+  state.pending = std::move(invalidation);
+  state.pending_sequence = sequence;
+  unpublished_.insert(sequence);
+  ++pending_;
+  if (Clock::now() >= state.window_end) {
+    make_ready(key, state);
+  }  // else: the timer set when the key was last taken fires at window_end
+  return true;
+}
+
+void CoalescingQueue::make_ready(const std::string& key, KeyState& state) {
+  if (state.ready) return;
+  state.ready = true;
+  ready_.push_back(key);
+  ready_or_timer_.notify_one();
+}
+
+void CoalescingQueue::fire_due_timers(Clock::time_point now) {
+  while (!timers_.empty() && timers_.top().first <= now) {
+    auto [due, key] = timers_.top();
+    timers_.pop();
+    auto it = keys_.find(key);
+    if (it == keys_.end() || it->second.window_end != due) continue;  // superseded timer
+    if (it->second.pending) {
+      make_ready(key, it->second);
+    } else {
+      forget_if_quiet(key, now);
+    }
+  }
+}
+
+void CoalescingQueue::forget_if_quiet(const std::string& key, Clock::time_point now) {
+  auto it = keys_.find(key);
+  if (it == keys_.end()) return;
+  const KeyState& state = it->second;
+  if (!state.pending && state.in_flight == 0 && state.window_end <= now) {
+    keys_.erase(it);
+    room_.notify_one();
+  }
+}
+
+std::vector<QueuedInvalidation> CoalescingQueue::take(size_t max_items, Clock::time_point deadline) {
+  std::vector<QueuedInvalidation> taken;
+  std::unique_lock lock(mutex_);
+  while (true) {
+    auto now = Clock::now();
+    fire_due_timers(now);
+    if (!ready_.empty()) break;
+    if (closed_ || now >= deadline) return taken;
+    auto wake = deadline;
+    if (!timers_.empty() && timers_.top().first < wake) wake = timers_.top().first;
+    ready_or_timer_.wait_until(lock, wake);
+  }
+
+  auto now = Clock::now();
+  while (!ready_.empty() && taken.size() < max_items) {
+    std::string key = std::move(ready_.front());
+    ready_.pop_front();
+    KeyState& state = keys_.at(key);
+    state.ready = false;
+    taken.push_back({state.channel, std::move(*state.pending), state.pending_sequence});
+    state.pending.reset();
+    --pending_;
+    ++in_flight_;
+    ++state.in_flight;
+    if (window_.count() > 0) {
+      state.window_end = now + window_;
+      timers_.emplace(state.window_end, key);
+    } else {
+      state.window_end = now;
+    }
+  }
+  if (!ready_.empty()) ready_or_timer_.notify_one();  // let another publisher take the rest
+  return taken;
+}
+
+void CoalescingQueue::done(const std::vector<QueuedInvalidation>& items) {
+  std::lock_guard lock(mutex_);
+  auto now = Clock::now();
+  for (const auto& item : items) {
+    unpublished_.erase(unpublished_.find(item.sequence));
+    --in_flight_;
+    std::string key = item.channel;
+    key.push_back('\0');
+    key += item.invalidation.cache_key;
+    auto it = keys_.find(key);
+    if (it == keys_.end()) continue;
+    --it->second.in_flight;
+    forget_if_quiet(key, now);
+  }
+}
+
+uint64_t CoalescingQueue::next_sequence() const {
+  std::lock_guard lock(mutex_);
+  return next_sequence_;
+}
+
+uint64_t CoalescingQueue::low_watermark() const {
+  std::lock_guard lock(mutex_);
+  return unpublished_.empty() ? next_sequence_ : *unpublished_.begin();
+}
+
+size_t CoalescingQueue::pending_keys() const {
+  std::lock_guard lock(mutex_);
+  return pending_;
+}
+
+uint64_t CoalescingQueue::coalesced_count() const {
+  std::lock_guard lock(mutex_);
+  return coalesced_;
+}
+
+bool CoalescingQueue::idle() const {
+  std::lock_guard lock(mutex_);
+  return pending_ == 0 && in_flight_ == 0;
+}
+
+void CoalescingQueue::close() {
+  std::lock_guard lock(mutex_);
+  closed_ = true;
+  // Shutting down: what waits for its window goes out now rather than never.
+  for (auto& [key, state] : keys_) {
+    if (state.pending) make_ready(key, state);
+  }
+  ready_or_timer_.notify_all();
+  room_.notify_all();
+}
+
+}  // namespace bridge

@@ -1,0 +1,101 @@
+// CoalescingQueue: invalidations waiting to be published, at most one pending per
+// (channel, cache key), with a per-key window (timestamp-based coalescing).
+//
+// The first change to a key is ready at once (leading edge). Later changes within
+// `window` of the last publication of that key merge into one pending entry holding the
+// newest timestamp, published when the window ends (trailing edge): a burst costs one
+// event per window and the final state is never skipped.
+//
+// Memory is bounded by the number of distinct keys seen within a window, capped at
+// max_keys: push() of a new key blocks while the cap is reached (backpressure on the
+// listener, never a drop).
+//
+// Every push gets a sequence number. low_watermark() is the smallest sequence not yet
+// published (or next_sequence() when all are), so the listener knows what is safely out.
+//
+// Thread-safe: every member function may be called from any thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <queue>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "invalidation.h"
+
+namespace bridge {
+
+struct QueuedInvalidation {
+  std::string channel;
+  Invalidation invalidation;
+  uint64_t sequence = 0;  // the oldest push merged into this entry
+};
+
+class CoalescingQueue {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  CoalescingQueue(std::chrono::milliseconds window, size_t max_keys);
+  CoalescingQueue(const CoalescingQueue&) = delete;
+  CoalescingQueue& operator=(const CoalescingQueue&) = delete;
+
+  // Returns false when the queue is closed. Blocks while max_keys keys are tracked.
+  bool push(const std::string& channel, Invalidation invalidation);
+
+  // Waits until entries are ready (or `deadline` passes, or close()), then takes up to
+  // max_items of them. Each taken entry must be handed back to done() once published
+  // (or given up on). Returns an empty vector on timeout or after close() with nothing ready.
+  std::vector<QueuedInvalidation> take(size_t max_items, Clock::time_point deadline);
+  void done(const std::vector<QueuedInvalidation>& items);
+
+  uint64_t next_sequence() const;
+  uint64_t low_watermark() const;
+  size_t pending_keys() const;        // keys waiting for publication
+  uint64_t coalesced_count() const;   // pushes merged into an already pending entry
+  bool idle() const;                  // nothing pending and nothing in flight
+
+  // Wakes every waiter and makes every pending entry ready regardless of its window;
+  // push() fails afterwards, take() drains what is left.
+  void close();
+
+ private:
+  struct KeyState {
+    std::string channel;
+    std::optional<Invalidation> pending;
+    uint64_t pending_sequence = 0;
+    Clock::time_point window_end{};  // no publication before this (leading edge: in the past)
+    bool ready = false;              // in ready_
+    int in_flight = 0;               // taken, not yet done()
+  };
+
+  void fire_due_timers(Clock::time_point now);  // REQUIRES: mutex_ held
+  void make_ready(const std::string& key, KeyState& state);  // REQUIRES: mutex_ held
+  void forget_if_quiet(const std::string& key, Clock::time_point now);  // REQUIRES: mutex_ held
+
+  const std::chrono::milliseconds window_;
+  const size_t max_keys_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable ready_or_timer_;  // signalled when ready_ grows or on close
+  std::condition_variable room_;            // signalled when keys_ shrinks or on close
+  // State below is protected by mutex_.
+  std::unordered_map<std::string, KeyState> keys_;  // by channel + '\0' + cache key
+  std::deque<std::string> ready_;
+  using Timer = std::pair<Clock::time_point, std::string>;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  std::multiset<uint64_t> unpublished_;  // sequences of pending and in-flight entries
+  uint64_t next_sequence_ = 1;
+  uint64_t coalesced_ = 0;
+  size_t pending_ = 0;
+  size_t in_flight_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace bridge

@@ -1,0 +1,196 @@
+#include "config.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <optional>
+
+namespace bridge {
+namespace {
+
+// Reads keys out of the merged environment, collecting one error line per bad key.
+class Reader {
+ public:
+  explicit Reader(const EnvMap& env) : env_(env) {}
+
+  std::optional<std::string> raw(const std::string& key) const {
+    auto it = env_.find(key);
+    if (it == env_.end() || it->second.empty()) return std::nullopt;
+    return it->second;
+  }
+
+  std::string text(const std::string& key, std::string fallback) const {
+    return raw(key).value_or(std::move(fallback));
+  }
+
+  // First key that is set, else an error naming the first key.
+  std::string required(std::initializer_list<std::string> keys) {
+    for (const auto& key : keys) {
+      if (auto v = raw(key)) return *v;
+    }
+    std::string names;
+    for (const auto& key : keys) names += (names.empty() ? "" : " or ") + key;
+    errors.push_back(fmt::format("{}: missing (required)", names));
+    return {};
+  }
+
+  long long integer(const std::string& key, long long fallback, long long min, long long max) {
+    auto v = raw(key);
+    if (!v) return fallback;
+    long long parsed = 0;
+    auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), parsed);
+    if (ec != std::errc() || end != v->data() + v->size() || parsed < min || parsed > max) {
+      errors.push_back(fmt::format("{}: must be an integer from {} to {}, got \"{}\"", key, min,
+                                   max, log::excerpt(*v, 40)));
+      return fallback;
+    }
+    return parsed;
+  }
+
+  bool boolean(const std::string& key, bool fallback) {
+    auto v = raw(key);
+    if (!v) return fallback;
+    std::string lower = *v;
+    std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+    if (lower == "1" || lower == "true" || lower == "yes" || lower == "on") return true;
+    if (lower == "0" || lower == "false" || lower == "no" || lower == "off") return false;
+    errors.push_back(fmt::format("{}: must be true or false, got \"{}\"", key, log::excerpt(*v, 40)));
+    return fallback;
+  }
+
+  std::vector<std::string> list(const std::string& key, const std::string& fallback) {
+    std::vector<std::string> items;
+    std::string value = text(key, fallback);
+    size_t start = 0;
+    while (start <= value.size()) {
+      size_t comma = value.find(',', start);
+      if (comma == std::string::npos) comma = value.size();
+      std::string item = value.substr(start, comma - start);
+      item.erase(0, item.find_first_not_of(" \t"));
+      item.erase(item.find_last_not_of(" \t") + 1);
+      if (!item.empty()) items.push_back(item);
+      start = comma + 1;
+    }
+    if (items.empty()) errors.push_back(fmt::format("{}: must list at least one name", key));
+    return items;
+  }
+
+  std::vector<std::string> errors;
+
+ private:
+  const EnvMap& env_;
+};
+
+struct ParsedUrl {
+  std::string scheme, host, path;
+  int port = 0;
+};
+
+std::optional<ParsedUrl> parse_http_url(const std::string& url) {
+  ParsedUrl out;
+  size_t scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return std::nullopt;
+  out.scheme = url.substr(0, scheme_end);
+  if (out.scheme != "http" && out.scheme != "https") return std::nullopt;
+  size_t host_start = scheme_end + 3;
+  size_t path_start = url.find('/', host_start);
+  std::string authority = url.substr(host_start, path_start - host_start);
+  out.path = path_start == std::string::npos ? "/" : url.substr(path_start);
+  size_t colon = authority.rfind(':');
+  if (colon != std::string::npos && authority.find(']') == std::string::npos) {
+    out.host = authority.substr(0, colon);
+    auto port_text = authority.substr(colon + 1);
+    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), out.port);
+    if (ec != std::errc() || end != port_text.data() + port_text.size()) return std::nullopt;
+  } else {
+    out.host = authority;
+    out.port = out.scheme == "https" ? 443 : 80;
+  }
+  if (out.host.empty() || out.port < 1 || out.port > 65535) return std::nullopt;
+  return out;
+}
+
+bool valid_identifier(const std::string& name) {
+  // PostgreSQL channel names are identifiers; the bridge quotes them, but refuses the
+  // empty name and names over NAMEDATALEN.
+  return !name.empty() && name.size() < 64;
+}
+
+}  // namespace
+
+std::string Config::soketi_base_url() const {
+  return fmt::format("{}://{}:{}", soketi_use_tls ? "https" : "http", soketi_host, soketi_port);
+}
+
+ConfigResult parse_config(const EnvMap& env) {
+  Reader r(env);
+  ConfigResult result;
+  Config& c = result.config;
+
+  c.app_id = r.required({"SOKETI_APP_ID", "SOKETI_DEFAULT_APP_ID"});
+  c.app_key = r.required({"SOKETI_APP_KEY", "SOKETI_DEFAULT_APP_KEY"});
+  c.app_secret = r.required({"SOKETI_APP_SECRET", "SOKETI_DEFAULT_APP_SECRET"});
+  c.soketi_host = r.text("SOKETI_HOST", c.soketi_host);
+  c.soketi_port = static_cast<int>(r.integer("SOKETI_PORT", c.soketi_port, 1, 65535));
+  c.soketi_use_tls = r.boolean("SOKETI_USE_TLS", false);
+  c.soketi_path_prefix = r.text("SOKETI_PATH_PREFIX", "");
+  while (!c.soketi_path_prefix.empty() && c.soketi_path_prefix.back() == '/') {
+    c.soketi_path_prefix.pop_back();
+  }
+  if (!c.soketi_path_prefix.empty() && c.soketi_path_prefix.front() != '/') {
+    c.soketi_path_prefix.insert(0, "/");
+  }
+  c.max_batch_size = static_cast<size_t>(r.integer("SOKETI_EVENT_MAX_BATCH_SIZE", 10, 1, 10000));
+  c.max_event_bytes =
+      static_cast<size_t>(r.integer("SOKETI_EVENT_MAX_SIZE_IN_KB", 100, 1, 100000)) * 1024;
+
+  c.webhook_url = r.text("SOKETI_WEBHOOK_URL", "http://127.0.0.1:3001/soketi/webhook");
+  if (auto url = parse_http_url(c.webhook_url)) {
+    c.http_port = url->port;
+    c.webhook_path = url->path;
+  } else {
+    r.errors.push_back(fmt::format("SOKETI_WEBHOOK_URL: must be an http(s)://host:port/path URL, got \"{}\"",
+                                   log::excerpt(c.webhook_url, 60)));
+  }
+  c.webhook_event_types = r.list("SOKETI_WEBHOOK_EVENT_TYPES", "channel_occupied,cache_miss");
+  c.http_bind = r.text("BRIDGE_HTTP_BIND", c.http_bind);
+
+  c.database_url = r.required({"DATABASE_URL"});
+  c.pg_channels = r.list("BRIDGE_PG_CHANNELS", "cache_invalidation,data_change_notification");
+  for (const auto& channel : c.pg_channels) {
+    if (!valid_identifier(channel)) {
+      r.errors.push_back(fmt::format("BRIDGE_PG_CHANNELS: \"{}\" is longer than 63 bytes",
+                                     log::excerpt(channel, 80)));
+    }
+  }
+
+  c.channel_template = r.text("BRIDGE_CHANNEL", c.channel_template);
+  if (c.channel_template.size() > 164) {
+    r.errors.push_back("BRIDGE_CHANNEL: longer than Pusher's 164-byte channel name limit");
+  }
+  c.event_name = r.text("BRIDGE_EVENT", c.event_name);
+  if (c.event_name.size() > 200) r.errors.push_back("BRIDGE_EVENT: longer than 200 bytes");
+  c.coalesce_window = std::chrono::milliseconds(r.integer("BRIDGE_COALESCE_MS", 200, 0, 3600000));
+  c.queue_max_keys = static_cast<size_t>(r.integer("BRIDGE_QUEUE_MAX_KEYS", 100000, 1, 100000000));
+  c.publish_concurrency = static_cast<int>(r.integer("BRIDGE_PUBLISH_CONCURRENCY", 2, 1, 64));
+  c.http_timeout = std::chrono::milliseconds(r.integer("BRIDGE_HTTP_TIMEOUT_MS", 5000, 100, 600000));
+
+  c.replay_max_age = std::chrono::seconds(r.integer("BRIDGE_REPLAY_MAX_AGE_S", 86400, 1, 315360000));
+  c.replay_max_keys = static_cast<int>(r.integer("BRIDGE_REPLAY_MAX_KEYS", 1000, 0, 10000000));
+  c.cursor_name = r.text("BRIDGE_CURSOR_NAME", c.cursor_name);
+
+  c.debug = r.boolean("SOKETI_DEBUG", false);
+  std::string format = r.text("BRIDGE_LOG_FORMAT", "text");
+  if (format == "json") {
+    c.log_format = log::Format::kJson;
+  } else if (format != "text") {
+    r.errors.push_back(fmt::format("BRIDGE_LOG_FORMAT: must be text or json, got \"{}\"",
+                                   log::excerpt(format, 40)));
+  }
+
+  result.errors = std::move(r.errors);
+  return result;
+}
+
+}  // namespace bridge

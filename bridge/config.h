@@ -1,0 +1,64 @@
+// Configuration: every key the bridge reads, from one .env shared with Soketi.
+// Pure: parse_config() takes the merged key/value map and returns all problems at once.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "env_file.h"
+#include "log.h"
+
+namespace bridge {
+
+struct Config {
+  // Soketi application and its HTTP API.
+  std::string app_id;
+  std::string app_key;
+  std::string app_secret;
+  std::string soketi_host = "127.0.0.1";
+  int soketi_port = 6001;
+  bool soketi_use_tls = false;
+  std::string soketi_path_prefix;  // "" or "/something", never a trailing slash
+  size_t max_batch_size = 10;      // SOKETI_EVENT_MAX_BATCH_SIZE
+  size_t max_event_bytes = 100 * 1024;  // SOKETI_EVENT_MAX_SIZE_IN_KB
+
+  // The bridge's HTTP server: Soketi's webhooks, health and metrics.
+  std::string webhook_url;
+  std::string webhook_path = "/soketi/webhook";
+  int http_port = 3001;
+  std::string http_bind = "127.0.0.1";
+  std::vector<std::string> webhook_event_types;
+
+  // PostgreSQL.
+  std::string database_url;
+  std::vector<std::string> pg_channels;
+
+  // Events.
+  std::string channel_template = "invalidations";
+  std::string event_name = "cache-invalidate";
+  std::chrono::milliseconds coalesce_window{200};
+  size_t queue_max_keys = 100000;
+  int publish_concurrency = 2;
+  std::chrono::milliseconds http_timeout{5000};
+
+  // Replay and catch-up.
+  std::chrono::seconds replay_max_age{86400};
+  int replay_max_keys = 1000;
+  std::string cursor_name = "default";
+
+  bool debug = false;
+  log::Format log_format = log::Format::kText;
+
+  // Base URL of Soketi's API, e.g. "http://127.0.0.1:6001" (no prefix, no secret).
+  std::string soketi_base_url() const;
+};
+
+struct ConfigResult {
+  Config config;
+  std::vector<std::string> errors;  // one line per problem, each naming its key
+};
+
+ConfigResult parse_config(const EnvMap& env);
+
+}  // namespace bridge

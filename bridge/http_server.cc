@@ -1,0 +1,115 @@
+#include "http_server.h"
+
+#include <httplib.h>
+
+#include "log.h"
+#include "soketi_client.h"
+#include "webhook.h"
+
+namespace bridge {
+namespace {
+
+constexpr size_t kMaxWebhookBytes = 1024 * 1024;
+constexpr std::chrono::milliseconds kProbeReuse{2000};
+constexpr std::chrono::milliseconds kProbeTimeout{700};
+
+std::optional<std::string_view> header(const httplib::Request& request, const char* name) {
+  if (!request.has_header(name)) return std::nullopt;
+  // cpp-httplib owns the string for the request's lifetime.
+  auto range = request.headers.find(name);
+  return std::string_view(range->second);
+}
+
+}  // namespace
+
+HttpServer::HttpServer(const Config& config, Metrics& metrics, PgListener& listener,
+                       Replayer& replayer, std::string version)
+    : config_(config),
+      metrics_(metrics),
+      listener_(listener),
+      replayer_(replayer),
+      version_(std::move(version)),
+      server_(std::make_unique<httplib::Server>()) {}
+
+HttpServer::~HttpServer() { stop(); }
+
+Status HttpServer::start() {
+  server_->new_task_queue = [] { return new httplib::ThreadPool(4); };
+  server_->set_payload_max_length(kMaxWebhookBytes);
+  server_->set_read_timeout(5, 0);
+  server_->set_write_timeout(5, 0);
+
+  server_->Post(config_.webhook_path, [this](const httplib::Request& request, httplib::Response& response) {
+    WebhookVerdict verdict =
+        verify_webhook(config_.app_key, config_.app_secret, header(request, "X-Pusher-Key"),
+                       header(request, "X-Pusher-Signature"), request.body, config_.webhook_event_types);
+    response.status = verdict.status;
+    if (verdict.status != 200) {
+      ++metrics_.webhooks_rejected;
+      log::warn("webhook from {} rejected ({}): {}", request.remote_addr, verdict.status, verdict.reason);
+      response.set_content(verdict.reason + "\n", "text/plain");
+      return;
+    }
+    for (const auto& event : verdict.events) {
+      log::debug("webhook {} for {}", event.name, event.channel);
+      if (!replayer_.request(event.channel)) log::warn("replay queue full: skipped {}", event.channel);
+    }
+    response.set_content("{\"ok\":true}", "application/json");
+  });
+
+  server_->Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
+    response.set_content("ok\n", "text/plain");
+  });
+
+  server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& response) {
+    std::string reason;
+    if (!listener_.ready(&reason) || !soketi_ready(&reason)) {
+      response.status = 503;
+      response.set_content(reason + "\n", "text/plain");
+      return;
+    }
+    response.set_content("ready\n", "text/plain");
+  });
+
+  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
+    response.set_content(metrics_.render(version_), "text/plain; version=0.0.4");
+  });
+
+  // 413 for oversized bodies comes from set_payload_max_length; count it as a rejection.
+  server_->set_error_handler([this](const httplib::Request&, httplib::Response& response) {
+    if (response.status == 413) ++metrics_.webhooks_rejected;
+  });
+
+  if (!server_->bind_to_port(config_.http_bind.c_str(), config_.http_port)) {
+    return Status::error(fmt::format("cannot listen on {}:{} (from BRIDGE_HTTP_BIND and SOKETI_WEBHOOK_URL)",
+                                     config_.http_bind, config_.http_port));
+  }
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  log::info("HTTP: webhooks on http://{}:{}{}, also /healthz /readyz /metrics", config_.http_bind,
+            config_.http_port, config_.webhook_path);
+  return Status::ok();
+}
+
+void HttpServer::stop() {
+  if (server_) server_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool HttpServer::soketi_ready(std::string* reason) {
+  std::lock_guard lock(probe_mutex_);
+  auto now = std::chrono::steady_clock::now();
+  if (now - probed_at_ > kProbeReuse) {
+    Config probe_config = config_;
+    probe_config.http_timeout = kProbeTimeout;
+    SoketiClient client(probe_config);
+    std::vector<std::string> channels;
+    Status s = client.occupied_channels(&channels);
+    probe_ok_ = s.is_ok();
+    probe_reason_ = s.message();
+    probed_at_ = now;
+  }
+  if (!probe_ok_) *reason = probe_reason_;
+  return probe_ok_;
+}
+
+}  // namespace bridge

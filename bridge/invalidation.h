@@ -1,0 +1,29 @@
+// Invalidation: one cache key made stale at a point in time, as the bridge publishes it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace bridge {
+
+struct Invalidation {
+  std::string cache_key;
+  int64_t invalidated_at_ms = 0;  // epoch milliseconds of the change
+  std::string table;              // empty when unknown
+  std::string action;             // insert, update or delete; empty when unknown
+  std::string id_json;            // the row id as a JSON value; empty when unknown
+  std::string data_json;          // the row as a JSON value; empty when unknown or omitted
+  bool data_omitted = false;      // the row was too large to carry
+  bool replay = false;            // re-sent state (catch-up for a new subscriber), not a new change
+};
+
+// Of two invalidations of the same key, the one a subscriber should end up with.
+// Timestamps only move forward; a replay merged with a live change is no longer a replay.
+inline Invalidation newest_of(Invalidation a, Invalidation b) {
+  bool replay = a.replay && b.replay;
+  Invalidation out = b.invalidated_at_ms >= a.invalidated_at_ms ? std::move(b) : std::move(a);
+  out.replay = replay;
+  return out;
+}
+
+}  // namespace bridge

@@ -1,0 +1,38 @@
+// Logging: one line per event worth knowing, to stderr, as plain text or JSON lines.
+// Thread-safe. Callers never pass secrets; see Config::redacted() for connection strings.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <string_view>
+
+namespace bridge::log {
+
+enum class Level { kDebug, kInfo, kWarn, kError };
+enum class Format { kText, kJson };
+
+void configure(Level min_level, Format format);
+bool enabled(Level level);
+void write(Level level, std::string_view message);
+
+template <typename... Args>
+void debug(fmt::format_string<Args...> f, Args&&... args) {
+  if (enabled(Level::kDebug)) write(Level::kDebug, fmt::format(f, std::forward<Args>(args)...));
+}
+template <typename... Args>
+void info(fmt::format_string<Args...> f, Args&&... args) {
+  if (enabled(Level::kInfo)) write(Level::kInfo, fmt::format(f, std::forward<Args>(args)...));
+}
+template <typename... Args>
+void warn(fmt::format_string<Args...> f, Args&&... args) {
+  if (enabled(Level::kWarn)) write(Level::kWarn, fmt::format(f, std::forward<Args>(args)...));
+}
+template <typename... Args>
+void error(fmt::format_string<Args...> f, Args&&... args) {
+  write(Level::kError, fmt::format(f, std::forward<Args>(args)...));
+}
+
+// A short, printable excerpt of untrusted text for log lines (at most max_len bytes).
+std::string excerpt(std::string_view text, size_t max_len = 80);
+
+}  // namespace bridge::log

@@ -1,0 +1,116 @@
+// cache-bridge: PostgreSQL NOTIFY -> Soketi (Pusher HTTP API) cache invalidations.
+// Wires the modules together; each one's header says what it does.
+#include <signal.h>
+
+#include <cstring>
+#include <string>
+
+#include "coalescing_queue.h"
+#include "config.h"
+#include "env_file.h"
+#include "http_server.h"
+#include "log.h"
+#include "metrics.h"
+#include "pg_listener.h"
+#include "preflight.h"
+#include "publisher.h"
+#include "replayer.h"
+
+#ifndef CACHE_BRIDGE_VERSION
+#define CACHE_BRIDGE_VERSION "dev"
+#endif
+
+namespace {
+
+constexpr int kExitConfigError = 2;
+
+void print_usage() {
+  fmt::print(
+      "usage: cache-bridge [--env-file PATH] [--check] [--version]\n"
+      "  --env-file PATH  read configuration from PATH (default ./.env); environment variables win\n"
+      "  --check          validate the configuration, PostgreSQL, LISTEN and Soketi, then exit 0 or 1\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace bridge;
+  std::string env_path = ".env";
+  bool env_path_given = false;
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--env-file" && i + 1 < argc) {
+      env_path = argv[++i];
+      env_path_given = true;
+    } else if (arg.rfind("--env-file=", 0) == 0) {
+      env_path = arg.substr(11);
+      env_path_given = true;
+    } else if (arg == "--check") {
+      check_only = true;
+    } else if (arg == "--version") {
+      fmt::print("cache-bridge {}\n", CACHE_BRIDGE_VERSION);
+      return 0;
+    } else if (arg == "--help" || arg == "-h") {
+      print_usage();
+      return 0;
+    } else {
+      fmt::print(stderr, "cache-bridge: unknown argument \"{}\"\n", log::excerpt(arg, 60));
+      print_usage();
+      return kExitConfigError;
+    }
+  }
+
+  // Configuration: every problem at once, then exit 2.
+  EnvFileResult file = read_env_file(env_path, env_path_given);
+  ConfigResult parsed = parse_config(overlay_process_environment(std::move(file.values)));
+  std::vector<std::string> problems = std::move(file.errors);
+  problems.insert(problems.end(), parsed.errors.begin(), parsed.errors.end());
+  if (!problems.empty()) {
+    for (const auto& p : problems) fmt::print(stderr, "config error: {}\n", p);
+    return kExitConfigError;
+  }
+  const Config& config = parsed.config;
+  log::configure(config.debug ? log::Level::kDebug : log::Level::kInfo, config.log_format);
+
+  if (check_only) return run_preflight(config);
+
+  // Signals only wake the main thread; every other thread inherits the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  log::info("cache-bridge {} starting: Soketi {}{} app {}, channel template \"{}\", event \"{}\", "
+            "coalescing window {} ms",
+            CACHE_BRIDGE_VERSION, config.soketi_base_url(), config.soketi_path_prefix, config.app_id,
+            config.channel_template, config.event_name, config.coalesce_window.count());
+
+  Metrics metrics(config.pg_channels);
+  CoalescingQueue queue(config.coalesce_window, config.queue_max_keys);
+  Publisher publisher(config, queue, metrics);
+  PgListener listener(config, queue, metrics);
+  Replayer replayer(config, queue, metrics);
+  HttpServer http(config, metrics, listener, replayer, CACHE_BRIDGE_VERSION);
+
+  if (auto s = http.start(); !s) {
+    log::error("{}", s.message());
+    return 1;
+  }
+  publisher.start();
+  listener.start();
+  replayer.start();
+
+  int received = 0;
+  sigwait(&signals, &received);
+  log::info("received {}, shutting down: publishing what is queued (up to 5 s)", strsignal(received));
+  http.stop();
+  replayer.stop();
+  listener.stop();
+  publisher.drain_and_stop(std::chrono::seconds(5));
+  metrics.coalesced = queue.coalesced_count();
+  log::info("stopped");
+  return 0;
+}

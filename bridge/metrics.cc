@@ -1,0 +1,74 @@
+#include "metrics.h"
+
+#include <fmt/format.h>
+
+namespace bridge {
+
+void LagHistogram::observe(double ms) {
+  if (ms < 0) ms = 0;
+  size_t bucket = 0;
+  while (bucket < kBucketsMs.size() && ms > kBucketsMs[bucket]) ++bucket;
+  counts_[bucket].fetch_add(1, std::memory_order_relaxed);
+  sum_us_.fetch_add(static_cast<uint64_t>(ms * 1000), std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+}
+
+std::string LagHistogram::render(const std::string& name) const {
+  std::string out = fmt::format("# TYPE {} histogram\n", name);
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < kBucketsMs.size(); ++i) {
+    cumulative += counts_[i].load(std::memory_order_relaxed);
+    out += fmt::format("{}_bucket{{le=\"{}\"}} {}\n", name, kBucketsMs[i] / 1000.0, cumulative);
+  }
+  cumulative += counts_[kBucketsMs.size()].load(std::memory_order_relaxed);
+  out += fmt::format("{}_bucket{{le=\"+Inf\"}} {}\n", name, cumulative);
+  out += fmt::format("{}_sum {}\n", name, sum_us_.load(std::memory_order_relaxed) / 1e6);
+  out += fmt::format("{}_count {}\n", name, count_.load(std::memory_order_relaxed));
+  return out;
+}
+
+Metrics::Metrics(const std::vector<std::string>& pg_channels) {
+  for (const auto& channel : pg_channels) notifications_received[channel] = 0;
+}
+
+std::string Metrics::render(const std::string& version) const {
+  std::string out;
+  auto counter = [&](const char* name, const char* help, uint64_t value) {
+    out += fmt::format("# HELP cache_bridge_{0} {1}\n# TYPE cache_bridge_{0} counter\ncache_bridge_{0} {2}\n",
+                       name, help, value);
+  };
+  auto gauge = [&](const char* name, const char* help, int64_t value) {
+    out += fmt::format("# HELP cache_bridge_{0} {1}\n# TYPE cache_bridge_{0} gauge\ncache_bridge_{0} {2}\n",
+                       name, help, value);
+  };
+  out += "# HELP cache_bridge_build_info Build version.\n# TYPE cache_bridge_build_info gauge\n";
+  out += fmt::format("cache_bridge_build_info{{version=\"{}\"}} 1\n", version);
+  out += "# HELP cache_bridge_notifications_received_total PostgreSQL notifications received.\n"
+         "# TYPE cache_bridge_notifications_received_total counter\n";
+  for (const auto& [channel, count] : notifications_received) {
+    out += fmt::format("cache_bridge_notifications_received_total{{pg_channel=\"{}\"}} {}\n",
+                       channel, count.load());
+  }
+  counter("notifications_invalid_total", "Notifications skipped as malformed.", notifications_invalid);
+  counter("events_published_total", "Events Soketi accepted.", events_published);
+  counter("batches_published_total", "HTTP requests Soketi accepted.", batches_published);
+  out += "# HELP cache_bridge_publish_errors_total Failed publish requests by kind.\n"
+         "# TYPE cache_bridge_publish_errors_total counter\n";
+  out += fmt::format("cache_bridge_publish_errors_total{{kind=\"timeout\"}} {}\n", publish_errors_timeout.load());
+  out += fmt::format("cache_bridge_publish_errors_total{{kind=\"server\"}} {}\n", publish_errors_server.load());
+  out += fmt::format("cache_bridge_publish_errors_total{{kind=\"rejected\"}} {}\n", publish_errors_rejected.load());
+  out += fmt::format("cache_bridge_publish_errors_total{{kind=\"throttled\"}} {}\n", publish_errors_throttled.load());
+  counter("publish_retries_total", "Publish requests retried.", publish_retries);
+  counter("coalesced_total", "Invalidations merged into a pending one for the same key.", coalesced);
+  counter("pg_reconnects_total", "Reconnections of the LISTEN connection.", pg_reconnects);
+  counter("catchup_invalidations_total", "Invalidations read from the store on (re)connect.", catchup_invalidations);
+  counter("replay_requests_total", "Channels replayed (webhooks and startup).", replay_requests);
+  counter("replayed_invalidations_total", "Invalidations replayed to new subscribers.", replayed_invalidations);
+  counter("webhooks_rejected_total", "Webhook requests rejected (401/400/413).", webhooks_rejected);
+  gauge("queue_depth", "Distinct keys waiting to be published.", queue_depth);
+  gauge("pg_listen_connected", "1 while the LISTEN connection is up.", listen_connected);
+  out += publish_lag.render("cache_bridge_commit_to_publish_seconds");
+  return out;
+}
+
+}  // namespace bridge

@@ -1,0 +1,53 @@
+// Metrics: counters and gauges the bridge exports in Prometheus text format.
+// Thread-safe: every field is atomic; the per-channel map is fixed at construction.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace bridge {
+
+// Commit-to-publish lag in milliseconds, as a Prometheus histogram.
+class LagHistogram {
+ public:
+  static constexpr std::array<double, 13> kBucketsMs = {1, 2, 5, 10, 25, 50, 100, 250, 500,
+                                                        1000, 2500, 5000, 10000};
+  void observe(double ms);
+  std::string render(const std::string& name) const;
+
+ private:
+  std::array<std::atomic<uint64_t>, kBucketsMs.size() + 1> counts_{};  // last: +Inf
+  std::atomic<uint64_t> sum_us_{0};
+  std::atomic<uint64_t> count_{0};
+};
+
+struct Metrics {
+  explicit Metrics(const std::vector<std::string>& pg_channels);
+
+  std::map<std::string, std::atomic<uint64_t>> notifications_received;  // by PG channel
+  std::atomic<uint64_t> notifications_invalid{0};
+  std::atomic<uint64_t> events_published{0};
+  std::atomic<uint64_t> batches_published{0};
+  std::atomic<uint64_t> publish_errors_timeout{0};
+  std::atomic<uint64_t> publish_errors_server{0};    // 5xx
+  std::atomic<uint64_t> publish_errors_rejected{0};  // 4xx other than 429: dropped
+  std::atomic<uint64_t> publish_errors_throttled{0}; // 429
+  std::atomic<uint64_t> publish_retries{0};
+  std::atomic<uint64_t> coalesced{0};
+  std::atomic<uint64_t> pg_reconnects{0};
+  std::atomic<uint64_t> catchup_invalidations{0};
+  std::atomic<uint64_t> replay_requests{0};
+  std::atomic<uint64_t> replayed_invalidations{0};
+  std::atomic<uint64_t> webhooks_rejected{0};
+  std::atomic<int64_t> queue_depth{0};
+  std::atomic<int> listen_connected{0};
+  LagHistogram publish_lag;
+
+  std::string render(const std::string& version) const;
+};
+
+}  // namespace bridge

@@ -1,0 +1,145 @@
+#include "notification_mapper.h"
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <algorithm>
+#include <cctype>
+
+namespace bridge {
+namespace {
+
+constexpr size_t kMaxCacheKeyBytes = 1024;
+
+std::string to_json(const rapidjson::Value& value) {
+  rapidjson::StringBuffer buffer;
+  rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+  value.Accept(writer);
+  return {buffer.GetString(), buffer.GetSize()};
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+std::optional<std::string> key_error(std::string_view key) {
+  if (key.empty()) return "empty cache key";
+  if (key.size() > kMaxCacheKeyBytes) return "cache key longer than 1024 bytes";
+  for (unsigned char c : key) {
+    if (c < 0x20 || c == 0x7f) return "cache key contains control characters";
+  }
+  return std::nullopt;
+}
+
+MappingResult fail(std::string why) { return {std::nullopt, std::move(why)}; }
+
+MappingResult map_json(std::string_view payload, int64_t received_at_ms) {
+  rapidjson::Document doc;
+  doc.Parse(payload.data(), payload.size());
+  if (doc.HasParseError()) return fail("malformed JSON");
+  if (!doc.IsObject()) return fail("JSON payload is not an object");
+
+  Invalidation inv;
+  inv.invalidated_at_ms = received_at_ms;
+  if (auto it = doc.FindMember("table"); it != doc.MemberEnd()) {
+    if (!it->value.IsString()) return fail("\"table\" is not a string");
+    inv.table = it->value.GetString();
+  }
+  if (auto it = doc.FindMember("id"); it != doc.MemberEnd()) {
+    if (!it->value.IsString() && !it->value.IsNumber()) return fail("\"id\" is not a string or number");
+    inv.id_json = to_json(it->value);
+  }
+  if (auto it = doc.FindMember("action"); it != doc.MemberEnd()) {
+    if (!it->value.IsString()) return fail("\"action\" is not a string");
+    std::string action = it->value.GetString();
+    std::transform(action.begin(), action.end(), action.begin(), ::tolower);
+    if (action != "insert" && action != "update" && action != "delete") {
+      return fail("unknown action \"" + action.substr(0, 20) + "\"");
+    }
+    inv.action = action;
+  }
+  if (auto it = doc.FindMember("cache_key"); it != doc.MemberEnd()) {
+    if (!it->value.IsString()) return fail("\"cache_key\" is not a string");
+    inv.cache_key = it->value.GetString();
+  } else if (!inv.table.empty() && !inv.id_json.empty()) {
+    const auto& id = doc["id"];
+    inv.cache_key = inv.table + ":" + (id.IsString() ? std::string(id.GetString()) : inv.id_json);
+  } else {
+    return fail("JSON payload has neither \"cache_key\" nor \"table\" and \"id\"");
+  }
+  if (auto error = key_error(inv.cache_key)) return fail(*error);
+  if (auto it = doc.FindMember("invalidated_at"); it != doc.MemberEnd()) {
+    if (!it->value.IsInt64() || it->value.GetInt64() <= 0) {
+      return fail("\"invalidated_at\" is not a positive integer of epoch milliseconds");
+    }
+    inv.invalidated_at_ms = it->value.GetInt64();
+  }
+  if (auto it = doc.FindMember("data"); it != doc.MemberEnd() && !it->value.IsNull()) {
+    inv.data_json = to_json(it->value);
+  }
+  if (auto it = doc.FindMember("data_omitted"); it != doc.MemberEnd()) {
+    inv.data_omitted = it->value.IsBool() && it->value.GetBool();
+  }
+  return {std::move(inv), {}};
+}
+
+}  // namespace
+
+bool is_valid_utf8(std::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    size_t extra;
+    uint32_t code;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if ((c & 0xe0) == 0xc0) {
+      extra = 1;
+      code = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      extra = 2;
+      code = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      extra = 3;
+      code = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + extra >= text.size()) return false;  // truncated sequence
+    for (size_t k = 1; k <= extra; ++k) {
+      unsigned char cc = static_cast<unsigned char>(text[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      code = (code << 6) | (cc & 0x3f);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    static constexpr uint32_t kMinForLength[] = {0, 0x80, 0x800, 0x10000};
+    if (code < kMinForLength[extra] || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) {
+      return false;
+    }
+    i += extra + 1;
+  }
+  return true;
+}
+
+MappingResult map_notification(std::string_view payload, int64_t received_at_ms) {
+  if (trim(payload).empty()) return fail("empty payload");
+  if (!is_valid_utf8(payload)) return fail("payload is not valid UTF-8");
+  std::string_view trimmed = trim(payload);
+  if (trimmed.front() == '{' || trimmed.front() == '[') return map_json(trimmed, received_at_ms);
+  if (auto error = key_error(trimmed)) return fail(*error);
+  Invalidation inv;
+  inv.cache_key = std::string(trimmed);
+  inv.invalidated_at_ms = received_at_ms;
+  // Keys written by the project's text trigger are "<table>:<id>"; knowing the table lets
+  // {table} routing treat both payload styles alike.
+  if (size_t colon = inv.cache_key.find(':'); colon != std::string::npos && colon > 0) {
+    inv.table = inv.cache_key.substr(0, colon);
+  }
+  return {std::move(inv), {}};
+}
+
+}  // namespace bridge

@@ -1,0 +1,68 @@
+#include "pg_connection.h"
+
+#include <fmt/format.h>
+
+#include <vector>
+
+namespace bridge {
+
+Status pg_connect(const std::string& database_url, PgConnPtr* conn) {
+  // Later entries override earlier ones, so the URL's own settings win over these defaults.
+  const char* keywords[] = {"application_name", "connect_timeout", "keepalives_idle",
+                            "keepalives_interval", "keepalives_count", "dbname", nullptr};
+  const char* values[] = {"cache-bridge", "10", "30", "10", "3", database_url.c_str(), nullptr};
+  conn->reset(PQconnectdbParams(keywords, values, /*expand_dbname=*/1));
+  if (!*conn) return Status::error("out of memory creating a PostgreSQL connection");
+  if (PQstatus(conn->get()) != CONNECTION_OK) {
+    std::string message = pg_error(conn->get());
+    conn->reset();
+    return Status::error(message);
+  }
+  return Status::ok();
+}
+
+std::string pg_describe(PGconn* conn) {
+  const char* host = PQhost(conn);
+  return fmt::format("{}:{}/{}", host ? host : "?", PQport(conn) ? PQport(conn) : "?",
+                     PQdb(conn) ? PQdb(conn) : "?");
+}
+
+std::string pg_error(PGconn* conn) {
+  std::string message = conn ? PQerrorMessage(conn) : "no connection";
+  for (auto& c : message) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  while (!message.empty() && message.back() == ' ') message.pop_back();
+  return message;
+}
+
+static Status check_result(PGconn* conn, PGresult* raw, PgResultPtr* result) {
+  PgResultPtr owned(raw);
+  auto status = PQresultStatus(raw);
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    std::string message = raw ? PQresultErrorMessage(raw) : pg_error(conn);
+    for (auto& c : message) {
+      if (c == '\n') c = ' ';
+    }
+    while (!message.empty() && message.back() == ' ') message.pop_back();
+    return Status::error(message.empty() ? pg_error(conn) : message);
+  }
+  if (result) *result = std::move(owned);
+  return Status::ok();
+}
+
+Status pg_exec(PGconn* conn, const std::string& sql, PgResultPtr* result) {
+  return check_result(conn, PQexec(conn, sql.c_str()), result);
+}
+
+Status pg_exec_params(PGconn* conn, const std::string& sql, std::initializer_list<std::string> params,
+                      PgResultPtr* result) {
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p.c_str());
+  return check_result(conn,
+                      PQexecParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                                   values.data(), nullptr, nullptr, 0),
+                      result);
+}
+
+}  // namespace bridge

@@ -1,0 +1,39 @@
+// Owning handles for libpq objects, and connecting with the bridge's defaults.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <memory>
+#include <string>
+
+#include "status.h"
+
+namespace bridge {
+
+struct PgConnDeleter {
+  void operator()(PGconn* conn) const { PQfinish(conn); }
+};
+struct PgResultDeleter {
+  void operator()(PGresult* result) const { PQclear(result); }
+};
+using PgConnPtr = std::unique_ptr<PGconn, PgConnDeleter>;
+using PgResultPtr = std::unique_ptr<PGresult, PgResultDeleter>;
+
+// Connects with application_name=cache-bridge, a 10 s connect timeout and TCP keepalives,
+// unless the connection string says otherwise. On failure *conn is null.
+Status pg_connect(const std::string& database_url, PgConnPtr* conn);
+
+// "host:port/dbname": where a connection goes, without user or password.
+std::string pg_describe(PGconn* conn);
+
+// libpq's last error as one line.
+std::string pg_error(PGconn* conn);
+
+// Runs a statement expecting PGRES_COMMAND_OK or PGRES_TUPLES_OK.
+Status pg_exec(PGconn* conn, const std::string& sql, PgResultPtr* result = nullptr);
+
+// The same, with text parameters.
+Status pg_exec_params(PGconn* conn, const std::string& sql, std::initializer_list<std::string> params,
+                      PgResultPtr* result = nullptr);
+
+}  // namespace bridge

@@ -1,0 +1,208 @@
+#include "pg_listener.h"
+
+#include <fmt/ranges.h>
+#include <poll.h>
+
+#include <algorithm>
+#include <random>
+
+#include "event_encoder.h"
+#include "invalidation_store.h"
+#include "log.h"
+#include "notification_mapper.h"
+
+namespace bridge {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+constexpr milliseconds kPollInterval{250};
+constexpr milliseconds kCheckpointInterval{1000};
+// A notification of a transaction committed before a snapshot is taken reaches the listener
+// well within this; only then is "everything before the snapshot received" taken as true.
+constexpr milliseconds kNotificationDelivery{1000};
+constexpr milliseconds kVerifyInterval{5000};
+constexpr milliseconds kReadyWindow{15000};
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+int64_t epoch_ms() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+PgListener::PgListener(const Config& config, CoalescingQueue& queue, Metrics& metrics)
+    : config_(config), queue_(queue), metrics_(metrics) {}
+
+PgListener::~PgListener() { stop(); }
+
+void PgListener::start() { thread_ = std::thread([this] { run(); }); }
+
+void PgListener::stop() {
+  stopping_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+bool PgListener::ready(std::string* reason) const {
+  if (!connected_) {
+    *reason = "PostgreSQL LISTEN connection is down";
+    return false;
+  }
+  if (steady_ms() - last_verified_ms_ > kReadyWindow.count()) {
+    *reason = "PostgreSQL LISTEN connection has not answered for 15 s";
+    return false;
+  }
+  return true;
+}
+
+void PgListener::run() {
+  std::minstd_rand jitter(std::random_device{}());
+  milliseconds backoff{500};
+  bool first = true;
+  while (!stopping_) {
+    Status status = connect_and_catch_up();
+    if (status) {
+      if (!first) ++metrics_.pg_reconnects;
+      first = false;
+      backoff = milliseconds{500};
+      status = receive_until_broken();
+    }
+    connected_ = false;
+    metrics_.listen_connected = 0;
+    conn_.reset();
+    checkpoint_.reset();
+    if (stopping_) break;
+    auto wait = backoff + milliseconds(jitter() % (backoff.count() / 2 + 1));
+    log::warn("PostgreSQL: {}; reconnecting in {} ms", status.message(), wait.count());
+    for (auto until = steady_clock::now() + wait; !stopping_ && steady_clock::now() < until;) {
+      std::this_thread::sleep_for(std::min(milliseconds{100}, wait));
+    }
+    backoff = std::min(backoff * 2, milliseconds{30000});
+  }
+}
+
+Status PgListener::connect_and_catch_up() {
+  if (auto s = pg_connect(config_.database_url, &conn_); !s) return s;
+  for (const auto& channel : config_.pg_channels) {
+    char* quoted = PQescapeIdentifier(conn_.get(), channel.c_str(), channel.size());
+    if (!quoted) return Status::error(pg_error(conn_.get()));
+    std::string sql = std::string("LISTEN ") + quoted;
+    PQfreemem(quoted);
+    if (auto s = pg_exec(conn_.get(), sql); !s) return s;
+  }
+  if (auto s = store::check_installed(conn_.get(), &store_installed_); !s) return s;
+  log::info("PostgreSQL: listening on {} at {}", fmt::join(config_.pg_channels, ","),
+            pg_describe(conn_.get()));
+
+  if (!store_installed_) {
+    log::warn("PostgreSQL: table cache_invalidated_at not found (install sql/cache_invalidation.sql); "
+              "changes committed while the bridge is away will not be caught up, nor replayed");
+  } else {
+    std::string resume_xid;
+    if (auto s = store::load_cursor(conn_.get(), config_.cursor_name, &resume_xid); !s) return s;
+    size_t count = 0;
+    std::string snapshot_xmin;
+    auto s = store::read_since(
+        conn_.get(), resume_xid,
+        [&](Invalidation inv) {
+          ++count;
+          push(std::move(inv));
+        },
+        &snapshot_xmin);
+    if (!s) return s;
+    metrics_.catchup_invalidations += count;
+    if (count > 0) log::info("caught up {} invalidation(s) committed since the last checkpoint", count);
+    // Everything before this snapshot is now queued: the checkpoint needs no delivery delay.
+    checkpoint_ = Checkpoint{snapshot_xmin, steady_clock::now(), queue_.next_sequence()};
+  }
+  connected_ = true;
+  metrics_.listen_connected = 1;
+  last_verified_ms_ = steady_ms();
+  return Status::ok();
+}
+
+Status PgListener::receive_until_broken() {
+  auto next_checkpoint = steady_clock::now() + kCheckpointInterval;
+  auto next_verify = steady_clock::now() + kVerifyInterval;
+  while (!stopping_) {
+    pollfd fd{PQsocket(conn_.get()), POLLIN, 0};
+    if (fd.fd < 0) return Status::error("connection has no socket");
+    int ready = ::poll(&fd, 1, static_cast<int>(kPollInterval.count()));
+    if (ready < 0 && errno != EINTR) return Status::error("poll failed");
+    if (ready > 0) {
+      if (!PQconsumeInput(conn_.get())) return Status::error("connection lost: " + pg_error(conn_.get()));
+      last_verified_ms_ = steady_ms();
+    }
+    while (PGnotify* raw = PQnotifies(conn_.get())) {
+      handle_notification(*raw);
+      PQfreemem(raw);
+    }
+    auto now = steady_clock::now();
+    if (now >= next_checkpoint && store_installed_) {
+      if (auto s = advance_checkpoint(); !s) return s;
+      last_verified_ms_ = steady_ms();
+      next_checkpoint = now + kCheckpointInterval;
+    }
+    if (now >= next_verify) {
+      // Detects a half-open connection that poll() alone would not notice.
+      if (auto s = pg_exec(conn_.get(), "SELECT 1"); !s) return s;
+      last_verified_ms_ = steady_ms();
+      next_verify = now + kVerifyInterval;
+    }
+  }
+  return Status::ok();
+}
+
+void PgListener::handle_notification(const PGnotify& notify) {
+  std::string_view channel = notify.relname;
+  std::string_view payload = notify.extra ? notify.extra : "";
+  if (auto it = metrics_.notifications_received.find(std::string(channel));
+      it != metrics_.notifications_received.end()) {
+    ++it->second;
+  }
+  MappingResult mapped = map_notification(payload, epoch_ms());
+  if (!mapped.invalidation) {
+    ++metrics_.notifications_invalid;
+    log::warn("skipped notification on {}: {}: \"{}\"", channel, mapped.error, log::excerpt(payload));
+    return;
+  }
+  log::debug("notification on {}: {} at {}", channel, log::excerpt(mapped.invalidation->cache_key),
+             mapped.invalidation->invalidated_at_ms);
+  push(std::move(*mapped.invalidation));
+}
+
+void PgListener::push(Invalidation invalidation) {
+  std::string channel = expand_channel(config_.channel_template, invalidation.table,
+                                       invalidation.cache_key);
+  queue_.push(channel, std::move(invalidation));
+}
+
+Status PgListener::advance_checkpoint() {
+  auto now = steady_clock::now();
+  if (!checkpoint_) {
+    std::string xmin;
+    if (auto s = store::current_xmin(conn_.get(), &xmin); !s) return s;
+    checkpoint_ = Checkpoint{xmin, now, std::nullopt};
+    return Status::ok();
+  }
+  if (!checkpoint_->sequence_after) {
+    if (now - checkpoint_->taken_at >= kNotificationDelivery) {
+      checkpoint_->sequence_after = queue_.next_sequence();
+    }
+    return Status::ok();
+  }
+  if (queue_.low_watermark() >= *checkpoint_->sequence_after) {
+    if (auto s = store::save_cursor(conn_.get(), config_.cursor_name, checkpoint_->xmin); !s) return s;
+    log::debug("checkpoint: resume from transaction {}", checkpoint_->xmin);
+    checkpoint_.reset();
+  }
+  return Status::ok();
+}
+
+}  // namespace bridge

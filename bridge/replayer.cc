@@ -1,0 +1,93 @@
+#include "replayer.h"
+
+#include "invalidation_store.h"
+#include "log.h"
+#include "soketi_client.h"
+
+namespace bridge {
+namespace {
+constexpr size_t kMaxQueuedRequests = 10000;
+}
+
+Replayer::Replayer(const Config& config, CoalescingQueue& queue, Metrics& metrics)
+    : config_(config), queue_(queue), metrics_(metrics) {}
+
+Replayer::~Replayer() { stop(); }
+
+void Replayer::start() { thread_ = std::thread([this] { run(); }); }
+
+void Replayer::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Replayer::request(const std::string& channel) {
+  std::lock_guard lock(mutex_);
+  if (requested_.count(channel)) return true;
+  if (requests_.size() >= kMaxQueuedRequests) return false;
+  requests_.push_back(channel);
+  requested_.insert(channel);
+  wake_.notify_one();
+  return true;
+}
+
+void Replayer::run() {
+  replay_occupied_channels();
+  while (true) {
+    std::string channel;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !requests_.empty(); });
+      if (stopping_) return;
+      channel = std::move(requests_.front());
+      requests_.pop_front();
+      requested_.erase(channel);
+    }
+    if (auto s = replay(channel); !s) {
+      log::warn("replay to {} failed: {}", channel, s.message());
+      conn_.reset();  // reconnect next time
+    }
+  }
+}
+
+void Replayer::replay_occupied_channels() {
+  SoketiClient client(config_);
+  std::vector<std::string> channels;
+  for (int attempt = 1;; ++attempt) {
+    Status s = client.occupied_channels(&channels);
+    if (s) break;
+    if (attempt == 1 || attempt % 12 == 0) {
+      log::warn("startup replay: cannot list Soketi's occupied channels ({}); retrying every 5 s",
+                s.message());
+    }
+    std::unique_lock lock(mutex_);
+    if (wake_.wait_for(lock, std::chrono::seconds(5), [&] { return stopping_; })) return;
+  }
+  if (!channels.empty()) log::info("startup replay: {} occupied channel(s)", channels.size());
+  for (const auto& channel : channels) request(channel);
+}
+
+Status Replayer::replay(const std::string& channel) {
+  if (!conn_) {
+    if (auto s = pg_connect(config_.database_url, &conn_); !s) return s;
+  }
+  ++metrics_.replay_requests;
+  size_t count = 0;
+  auto s = store::read_for_channel(conn_.get(), config_.channel_template, channel,
+                                   config_.replay_max_age, config_.replay_max_keys,
+                                   [&](Invalidation inv) {
+                                     inv.replay = true;
+                                     ++count;
+                                     queue_.push(channel, std::move(inv));
+                                   });
+  if (!s) return s;
+  metrics_.replayed_invalidations += count;
+  log::info("replay to {}: {} key(s)", channel, count);
+  return Status::ok();
+}
+
+}  // namespace bridge

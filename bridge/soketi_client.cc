@@ -1,0 +1,120 @@
+#include "soketi_client.h"
+
+#include <httplib.h>
+#include <fmt/format.h>
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <chrono>
+
+#include "log.h"
+#include "pusher_signer.h"
+
+namespace bridge {
+namespace {
+
+std::string body_excerpt(const std::string& body) { return log::excerpt(body, 200); }
+
+PublishOutcome classify(const httplib::Result& result) {
+  PublishOutcome outcome;
+  if (!result) {
+    outcome.kind = PublishOutcome::Kind::kTimeout;
+    outcome.detail = httplib::to_string(result.error());
+    return outcome;
+  }
+  outcome.http_status = result->status;
+  if (result->status >= 200 && result->status < 300) return outcome;
+  outcome.detail = body_excerpt(result->body);
+  if (result->status == 429) {
+    outcome.kind = PublishOutcome::Kind::kThrottled;
+    if (result->has_header("Retry-After")) {
+      outcome.retry_after = std::chrono::seconds(std::atoi(result->get_header_value("Retry-After").c_str()));
+    }
+  } else if (result->status >= 500) {
+    outcome.kind = PublishOutcome::Kind::kServerError;
+  } else {
+    outcome.kind = PublishOutcome::Kind::kRejected;
+  }
+  return outcome;
+}
+
+}  // namespace
+
+SoketiClient::SoketiClient(const Config& config)
+    : config_(config), http_(std::make_unique<httplib::Client>(config.soketi_base_url())) {
+  auto timeout = config.http_timeout;
+  auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout);
+  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(timeout - seconds);
+  http_->set_connection_timeout(seconds.count(), micros.count());
+  http_->set_read_timeout(seconds.count(), micros.count());
+  http_->set_write_timeout(seconds.count(), micros.count());
+  // Soketi closes after every response; a proxy in front (or Pusher) may keep it open.
+  http_->set_keep_alive(true);
+}
+
+SoketiClient::~SoketiClient() = default;
+
+std::string SoketiClient::signed_target(const char* method, const std::string& api_path,
+                                        const std::string& body) const {
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  return config_.soketi_path_prefix + api_path + "?" +
+         signed_query(method, api_path, {}, body, config_.app_key, config_.app_secret, now);
+}
+
+PublishOutcome SoketiClient::publish(const std::vector<PusherEvent>& events) {
+  std::string api_path;
+  std::string body;
+  if (events.size() == 1) {
+    api_path = "/apps/" + config_.app_id + "/events";
+    const auto& e = events.front();
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buffer);
+    w.StartObject();
+    w.Key("name");
+    w.String(e.name.data(), static_cast<rapidjson::SizeType>(e.name.size()));
+    w.Key("channels");
+    w.StartArray();
+    w.String(e.channel.data(), static_cast<rapidjson::SizeType>(e.channel.size()));
+    w.EndArray();
+    w.Key("data");
+    w.String(e.data.data(), static_cast<rapidjson::SizeType>(e.data.size()));
+    w.EndObject();
+    body.assign(buffer.GetString(), buffer.GetSize());
+  } else {
+    api_path = "/apps/" + config_.app_id + "/batch_events";
+    body = encode_batch_body(events);
+  }
+  return classify(http_->Post(signed_target("POST", api_path, body), body, "application/json"));
+}
+
+Status SoketiClient::occupied_channels(std::vector<std::string>* channels) {
+  std::string api_path = "/apps/" + config_.app_id + "/channels";
+  auto result = http_->Get(signed_target("GET", api_path, ""));
+  if (!result) {
+    return Status::error("Soketi unreachable at " + config_.soketi_base_url() + ": " +
+                         httplib::to_string(result.error()));
+  }
+  if (result->status == 401 || result->status == 403) {
+    return Status::error(fmt::format(
+        "Soketi rejected the credentials ({}): check SOKETI_APP_ID, SOKETI_APP_KEY and SOKETI_APP_SECRET: {}",
+        result->status, body_excerpt(result->body)));
+  }
+  if (result->status != 200) {
+    return Status::error(fmt::format("Soketi answered {} to GET {}: {}", result->status, api_path,
+                                     body_excerpt(result->body)));
+  }
+  rapidjson::Document doc;
+  doc.Parse(result->body.c_str());
+  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("channels") ||
+      !doc["channels"].IsObject()) {
+    return Status::error("Soketi's channel list is not the expected JSON");
+  }
+  channels->clear();
+  for (const auto& member : doc["channels"].GetObject()) channels->push_back(member.name.GetString());
+  return Status::ok();
+}
+
+}  // namespace bridge
