@@ -110,7 +110,6 @@ int main(int argc, char** argv) {
   replayer.stop();
   listener.stop();
   publisher.drain_and_stop(std::chrono::seconds(5));
-  metrics.coalesced = queue.coalesced_count();
   log::info("stopped");
   return 0;
 }

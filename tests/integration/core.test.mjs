@@ -214,6 +214,7 @@ describe('core: notifications reach pusher-js clients', () => {
   });
 
   test('real environment variables override the env file', async () => {
+    await shared?.stop();
     const env = stack.bridgeEnv({ SOKETI_PORT: 'not-a-port' });
     delete env.DATABASE_URL;
     const b = await stack.startBridge({}, {

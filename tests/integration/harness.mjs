@@ -699,6 +699,11 @@ export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {
       b.exitedFull.then(() => bridges.delete(b));
       return b;
     },
+    /** Stops every running bridge of the stack (they share the webhook port), then starts one. */
+    async useBridge(overrides = {}, opts = {}) {
+      await Promise.allSettled([...bridges].map((b) => b.stop()));
+      return stack.startBridge(overrides, opts);
+    },
     /** Stops Soketi and starts it again with the same ports and settings. */
     async restartSoketi() {
       await stack.soketi.stop();

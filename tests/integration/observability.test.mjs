@@ -1,0 +1,128 @@
+// Observability (issue 4): /healthz, /readyz, /metrics on the webhook port, and `--check`.
+//
+// Run: node --test --test-concurrency=1 tests/integration/observability.test.mjs
+// (the whole suite: node --test --test-concurrency=1 tests/integration/)
+// Needs build/bridge/cache-bridge (or CACHE_BRIDGE_BIN) and scripts/install-deps.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import { freePort, http, runBridge, startStack, waitUntil } from './harness.mjs';
+
+const SECRET = 'it-obs-secret-93b0';
+
+/** Sum of all samples of a Prometheus metric (any labels) in an exposition text, or undefined. */
+function metricValue(text, name) {
+  let sum;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/);
+    if (m && m[1] === name) sum = (sum ?? 0) + Number(m[3]);
+  }
+  return sum;
+}
+
+describe('observability: health, readiness, metrics and --check', () => {
+  let stack;
+  let db;
+
+  before(async () => {
+    stack = await startStack({ soketi: { secret: SECRET } });
+    db = stack.pg;
+    await db.query(`CREATE TABLE o (id int PRIMARY KEY, n int);
+                    SELECT cache_invalidation_attach('o', 'id');`);
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  test('GET /healthz answers 200', async () => {
+    const bridge = await stack.useBridge({}, { ready: 'healthz' });
+    const r = await http(`${bridge.baseUrl}/healthz`);
+    assert.equal(r.status, 200);
+  });
+
+  test('GET /readyz: 200 with PostgreSQL and Soketi up, 503 with a one-line reason while Soketi is down', async () => {
+    const bridge = await stack.useBridge();
+    assert.equal((await http(`${bridge.baseUrl}/readyz`)).status, 200);
+    await stack.soketi.stop();
+    let down;
+    try {
+      down = await waitUntil(async () => {
+        const r = await http(`${bridge.baseUrl}/readyz`);
+        return r.status === 503 && r;
+      }, 20000, { intervalMs: 200, message: 'readyz 503 with Soketi stopped' });
+    } finally {
+      await stack.restartSoketi();
+    }
+    const reason = down.text.trim();
+    assert.ok(reason.length > 0, 'a reason is given');
+    assert.ok(!reason.includes('\n'), `one line: ${JSON.stringify(down.text)}`);
+    assert.match(reason, /soketi/i, 'the reason names Soketi');
+    assert.ok(!down.text.includes(SECRET));
+    await waitUntil(async () => (await http(`${bridge.baseUrl}/readyz`)).status === 200, 30000,
+      { intervalMs: 200, message: 'readyz 200 again after Soketi came back' });
+    assert.ok(bridge.running());
+  });
+
+  test('GET /metrics counts notifications received and events published', async () => {
+    const bridge = await stack.useBridge();
+    const scrape = async () => {
+      const r = await http(`${bridge.baseUrl}/metrics`);
+      assert.equal(r.status, 200);
+      return r.text;
+    };
+    const before = await scrape();
+    for (const name of ['cache_bridge_notifications_received_total', 'cache_bridge_events_published_total']) {
+      assert.ok(before.includes(name), `/metrics has ${name}:\n${before}`);
+    }
+    const received0 = metricValue(before, 'cache_bridge_notifications_received_total');
+    const published0 = metricValue(before, 'cache_bridge_events_published_total');
+    assert.equal(typeof received0, 'number', `a sample of cache_bridge_notifications_received_total:\n${before}`);
+    assert.equal(typeof published0, 'number', `a sample of cache_bridge_events_published_total:\n${before}`);
+    const names = before.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(/[{\s]/)[0]);
+    assert.deepEqual(names.filter((n) => !n.startsWith('cache_bridge_')), [], 'every metric is prefixed cache_bridge_');
+
+    await db.query(`INSERT INTO o VALUES (1, 0)`);
+    await db.query(`UPDATE o SET n = 1 WHERE id = 1`);
+    let last = before;
+    await waitUntil(async () => {
+      last = await scrape();
+      return metricValue(last, 'cache_bridge_notifications_received_total') >= received0 + 2 &&
+        metricValue(last, 'cache_bridge_events_published_total') >= published0 + 1;
+    }, 10000, { intervalMs: 200, message: 'counters went up' }).catch((err) => {
+      throw new Error(`${err.message}\nbefore:\n${before}\nafter:\n${last}`);
+    });
+  });
+
+  test('--check exits 0 with everything up, printing one line per check', async () => {
+    await Promise.all(stack.bridgesStarted.map((b) => b.stop()));
+    const r = await runBridge({ env: stack.bridgeEnv(), args: ['--check'], timeoutMs: 30000 });
+    assert.equal(r.code, 0, `exit code 0:\n${r.output}`);
+    const lines = r.lines.map((l) => l.text).filter((l) => l.trim());
+    assert.ok(lines.length >= 2, `at least a PostgreSQL line and a Soketi line:\n${r.output}`);
+    assert.ok(lines.some((l) => /postgres|database/i.test(l)), `a line for PostgreSQL:\n${r.output}`);
+    assert.ok(lines.some((l) => /soketi/i.test(l)), `a line for Soketi:\n${r.output}`);
+    assert.ok(!r.text.includes(SECRET), 'the secret is not printed');
+  });
+
+  test('--check exits 1 with a wrong DATABASE_URL', async () => {
+    const closedPort = await freePort(); // nothing listens there
+    const r = await runBridge({
+      env: stack.bridgeEnv({ DATABASE_URL: `postgresql://postgres@127.0.0.1:${closedPort}/postgres?connect_timeout=5` }),
+      args: ['--check'],
+      timeoutMs: 30000,
+    });
+    assert.equal(r.code, 1, `exit code 1:\n${r.output}`);
+    const lines = r.lines.map((l) => l.text).filter((l) => l.trim());
+    assert.ok(lines.some((l) => /postgres|database/i.test(l)), `a line for the failed PostgreSQL check:\n${r.output}`);
+    assert.ok(lines.some((l) => /soketi/i.test(l)), `the Soketi check still runs and reports:\n${r.output}`);
+    assert.ok(!r.text.includes(SECRET), 'the secret is not printed');
+  });
+
+  test('no bridge log line contains the app secret', () => {
+    for (const b of stack.bridgesStarted) {
+      assert.ok(!b.text().includes(SECRET), `the secret appears in a bridge log:\n${b.output()}`);
+    }
+  });
+});

@@ -1,0 +1,259 @@
+// The store, replay, webhooks and catch-up (issue 3), with real PostgreSQL, Soketi and bridge.
+// A subscriber must end up with every key's newest timestamp, whether it subscribed late, the
+// bridge was down, or its PostgreSQL connection was killed mid-stream.
+//
+// Run: node --test --test-concurrency=1 tests/integration/store.test.mjs
+// (the whole suite: node --test --test-concurrency=1 tests/integration/)
+// Needs build/bridge/cache-bridge (or CACHE_BRIDGE_BIN) and scripts/install-deps.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import {
+  http, isInvalidation, isLiveInvalidation, signWebhook, sleep, startStack, waitUntil,
+} from './harness.mjs';
+
+const SECRET = 'it-store-secret-41d2';
+
+describe('store: replay, webhooks, coalescing and catch-up', () => {
+  let stack;
+  let db;
+
+  before(async () => {
+    stack = await startStack({ soketi: { secret: SECRET } });
+    db = stack.pg;
+    await db.query(`
+      CREATE TABLE r (id int PRIMARY KEY, v text);
+      CREATE TABLE c (id int PRIMARY KEY, n int);
+      CREATE TABLE k (id int PRIMARY KEY, v text);
+      CREATE TABLE w (id int PRIMARY KEY, n int);
+      CREATE TABLE widgets (id int PRIMARY KEY, v text);
+      SELECT cache_invalidation_attach('r', 'id');
+      SELECT cache_invalidation_attach('c', 'id');
+      SELECT cache_invalidation_attach('k', 'id');
+      SELECT cache_invalidation_attach('w', 'id');
+      SELECT cache_invalidation_attach('widgets', 'id');`);
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  async function subscribe(t, channel) {
+    const sub = await stack.subscribe(channel);
+    t.after(() => sub.disconnect());
+    return sub;
+  }
+  /** Store timestamps (epoch ms) of every key of a table. */
+  async function storeOf(table) {
+    const r = await db.query(
+      `SELECT cache_key, floor(extract(epoch FROM invalidated_at) * 1000)::bigint AS ms
+         FROM cache_invalidated_at WHERE table_name = $1`, [table]);
+    return new Map(r.rows.map((x) => [x.cache_key, x.ms]));
+  }
+  /** Waits until, for every key in `expected`, some event carried exactly its timestamp. */
+  async function waitForAll(sub, expected, timeoutMs, since = 0) {
+    const missing = () => [...expected].filter(([key, ms]) =>
+      !sub.events.slice(since).some((e) => isInvalidation(key)(e) && e.data.invalidatedAt === ms));
+    await waitUntil(() => missing().length === 0, timeoutMs, { intervalMs: 100, message: 'all keys delivered' })
+      .catch(() => {
+        const m = missing();
+        const got = (key) => sub.events.filter(isInvalidation(key)).map((e) => e.data.invalidatedAt);
+        throw new Error(`${m.length} of ${expected.size} keys never arrived with the store's timestamp, e.g. ` +
+          m.slice(0, 5).map(([key, ms]) => `${key} (store ${ms}, got ${JSON.stringify(got(key))})`).join(', '));
+      });
+  }
+  async function channelVacant(channel) {
+    await waitUntil(async () => !(await stack.soketi.occupiedChannels()).includes(channel), 5000,
+      { message: `${channel} has no subscribers` });
+  }
+
+  test('a late subscriber gets a replay of invalidated keys with their timestamps (channel_occupied)', async (t) => {
+    await stack.useBridge();
+    await channelVacant('invalidations');
+    await db.query(`INSERT INTO r VALUES (1, 'a'), (2, 'b'), (3, 'c')`);
+    await db.query(`UPDATE r SET v = 'bb' WHERE id = 2`);
+    await sleep(700); // the live events went out to nobody
+    const store = await storeOf('r');
+    const sub = await subscribe(t, 'invalidations');
+    for (const key of ['r:1', 'r:2', 'r:3']) {
+      const e = await sub.waitFor((x) => isInvalidation(key)(x) && x.data.replay === true, 10000);
+      assert.equal(e.data.invalidatedAt, store.get(key), `${key} carries the store's timestamp`);
+      assert.equal(e.data.table, 'r');
+    }
+  });
+
+  test('cache-{key}: a replay answers a cache miss, and a second and third subscriber get the state too', async (t) => {
+    await stack.useBridge({ BRIDGE_CHANNEL: 'cache-{key}', BRIDGE_CURSOR_NAME: 'per-key' });
+    // In the store only (no NOTIFY): nothing was ever published on cache-widget-7.
+    await db.query(`SELECT cache_invalidation_record('widget-7', 'widgets')`);
+    const ms = await db.storeMs('widget-7');
+    const first = await subscribe(t, 'cache-widget-7');
+    const e1 = await first.waitFor(isInvalidation('widget-7'), 10000);
+    assert.equal(e1.data.invalidatedAt, ms);
+    assert.equal(e1.data.replay, true);
+    for (const n of [2, 3]) {
+      const sub = await subscribe(t, 'cache-widget-7');
+      const e = await sub.waitFor(isInvalidation('widget-7'), 10000)
+        .catch((err) => { throw new Error(`subscriber ${n}: ${err.message}`); });
+      assert.equal(e.data.invalidatedAt, ms, `subscriber ${n} has the state`);
+    }
+  });
+
+  // Keys written by the triggers contain ':', which Pusher channel names do not allow; the bridge
+  // maps disallowed characters to '-' (bridge/event_encoder.h), so widgets:8 -> cache-widgets-8.
+  test('cache-{key} with a trigger-written key: later subscribers get the last state', async (t) => {
+    await stack.useBridge({ BRIDGE_CHANNEL: 'cache-{key}', BRIDGE_CURSOR_NAME: 'per-key' });
+    await db.query(`INSERT INTO widgets VALUES (8, 'w')`);
+    const ms = await db.storeMs('widgets:8');
+    for (const n of [1, 2, 3]) {
+      const sub = await subscribe(t, 'cache-widgets-8');
+      const e = await sub.waitFor(isInvalidation('widgets:8'), 10000)
+        .catch((err) => { throw new Error(`subscriber ${n}: ${err.message}`); });
+      assert.equal(e.data.invalidatedAt, ms, `subscriber ${n} has the state`);
+    }
+  });
+
+  test('webhooks: forged, unsigned, wrong-key -> 401, malformed -> 400, oversized -> 413; nothing published', async (t) => {
+    await stack.useBridge();
+    await db.query(`INSERT INTO r VALUES (10, 'x')`);
+    const sub = await subscribe(t, 'invalidations');
+    // The genuine channel_occupied replay arrives first; then the channel is quiet.
+    await sub.waitFor((e) => isInvalidation('r:10')(e) && e.data.replay === true, 10000);
+    await sleep(700);
+    const quietCount = sub.events.length;
+
+    const url = stack.webhookUrl;
+    const body = JSON.stringify({ time_ms: Date.now(), events: [{ name: 'channel_occupied', channel: 'invalidations' }] });
+    const post = (raw, headers) => http(url, { method: 'POST', body: raw, headers: { 'Content-Type': 'application/json', ...headers } });
+    const key = stack.soketi.key;
+
+    const forged = await post(body, { 'X-Pusher-Key': key, 'X-Pusher-Signature': signWebhook(body, 'not-the-secret') });
+    assert.equal(forged.status, 401, 'forged signature');
+    const unsigned = await post(body, { 'X-Pusher-Key': key });
+    assert.equal(unsigned.status, 401, 'no signature');
+    const wrongKey = await post(body, { 'X-Pusher-Key': 'other-key', 'X-Pusher-Signature': signWebhook(body, SECRET) });
+    assert.equal(wrongKey.status, 401, 'wrong X-Pusher-Key');
+    const truncated = '{"time_ms": 1, "events": [{"name": "channel_occupied"';
+    const malformed = await post(truncated, { 'X-Pusher-Key': key, 'X-Pusher-Signature': signWebhook(truncated, SECRET) });
+    assert.equal(malformed.status, 400, 'malformed body, correctly signed');
+    const huge = JSON.stringify({ time_ms: 1, events: [{ name: 'channel_occupied', channel: 'invalidations', pad: 'x'.repeat(2 << 20) }] });
+    const oversized = await post(huge, { 'X-Pusher-Key': key, 'X-Pusher-Signature': signWebhook(huge, SECRET) })
+      .catch((err) => ({ status: `no response (${err.cause?.code ?? err.message})` }));
+    assert.equal(oversized.status, 413, 'a 2 MiB webhook body');
+
+    await sleep(1500);
+    assert.deepEqual(sub.events.slice(quietCount), [], 'rejected webhooks publish nothing');
+
+    // Control: the same body, correctly signed, does replay (so the silence above means something).
+    const good = await post(body, { 'X-Pusher-Key': key, 'X-Pusher-Signature': signWebhook(body, SECRET) });
+    assert.equal(good.status, 200, `a correctly signed webhook: ${good.text}`);
+    await sub.waitFor((e) => sub.events.indexOf(e) >= quietCount && isInvalidation('r:10')(e) && e.data.replay === true, 10000);
+  });
+
+  test('1,000 updates to one key in ~1 s arrive as a handful of events, the last with the newest timestamp', async (t) => {
+    await stack.useBridge({ BRIDGE_COALESCE_MS: 200 });
+    await db.query(`INSERT INTO c VALUES (1, 0)`);
+    const sub = await subscribe(t, 'invalidations');
+    await sub.waitFor(isInvalidation('c:1'), 10000);
+    await sleep(700);
+    const since = sub.events.length;
+    const t0 = Date.now();
+    // One transaction per update, paced to take about a second.
+    await db.query(`DO $$ BEGIN
+        FOR i IN 1..1000 LOOP
+          UPDATE c SET n = i WHERE id = 1;
+          COMMIT;
+          IF i % 10 = 0 THEN PERFORM pg_sleep(0.009); END IF;
+        END LOOP;
+      END $$`);
+    const writeMs = Date.now() - t0;
+    const newest = await db.storeMs('c:1');
+    await sub.waitFor((e) => sub.events.indexOf(e) >= since && isInvalidation('c:1')(e) && e.data.invalidatedAt === newest, 10000);
+    await sleep(1000); // stragglers
+    const got = sub.events.slice(since).filter(isLiveInvalidation('c:1'));
+    const summary = `${got.length} events for 1000 updates written in ${writeMs} ms: ${JSON.stringify(got.map((e) => e.data.invalidatedAt))}`;
+    assert.ok(got.length >= 1 && got.length <= 20, summary);
+    const last = got.at(-1);
+    assert.equal(last.data.invalidatedAt, newest, `the last event has the newest timestamp; ${summary}`);
+    assert.equal(last.data.data?.n, 1000, 'the last event carries the last row');
+    for (let i = 1; i < got.length; i++) {
+      assert.ok(got[i].data.invalidatedAt >= got[i - 1].data.invalidatedAt, `timestamps never go back; ${summary}`);
+    }
+  });
+
+  test('changes to 100 keys committed while the bridge is stopped all arrive when it starts', async (t) => {
+    // A short replay age keeps the startup replay out of it: only catch-up can deliver these.
+    const env = { BRIDGE_CURSOR_NAME: 'catch-up', BRIDGE_REPLAY_MAX_AGE_S: 1 };
+    const first = await stack.useBridge(env);
+    await sleep(300);
+    await first.stop();
+    const sub = await subscribe(t, 'invalidations'); // its channel_occupied webhook finds no bridge
+    for (let i = 0; i < 10; i++) {
+      await db.query(`INSERT INTO k SELECT g, 'v' FROM generate_series($1::int, $2::int) g`, [i * 10 + 1, i * 10 + 10]);
+    }
+    await db.query(`UPDATE k SET v = 'v2' WHERE id % 7 = 0`);
+    const store = await storeOf('k');
+    assert.equal(store.size, 100);
+    await sleep(1500); // older than BRIDGE_REPLAY_MAX_AGE_S
+    const second = await stack.useBridge(env);
+    await waitForAll(sub, store, 20000).catch((err) => {
+      throw new Error(`${err.message}\nbridge log:\n${second.output()}`);
+    });
+  });
+
+  test("pg_terminate_backend while a writer commits steadily: every key's final timestamp arrives", async (t) => {
+    const bridge = await stack.useBridge({ BRIDGE_CURSOR_NAME: 'writer' });
+    await db.query(`INSERT INTO w SELECT g, 0 FROM generate_series(1, 20) g`);
+    const sub = await subscribe(t, 'invalidations');
+    const writer = await db.client({ applicationName: 'it-writer' });
+    t.after(() => writer.end());
+    const kills = [];
+    let commits = 0;
+    const killer = (async () => {
+      for (const pause of [1000, 1500]) { // at about 1 s and 2.5 s into the 4 s of writing
+        await sleep(pause);
+        // Kill a connection, not a reconnect backoff: wait (bounded) for the bridge to be connected.
+        await waitUntil(async () => (await db.query(
+          `SELECT 1 FROM pg_stat_activity WHERE application_name = 'cache-bridge'`)).rows.length > 0, 3000).catch(() => {});
+        const r = await db.query(
+          `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'cache-bridge'`);
+        kills.push(r.rows.length);
+      }
+    })();
+    const end = Date.now() + 4000;
+    while (Date.now() < end) {
+      await writer.query('UPDATE w SET n = n + 1 WHERE id = $1', [(commits % 20) + 1]);
+      commits++;
+      await sleep(10);
+    }
+    await killer;
+    assert.ok(kills[0] >= 1, `pg_terminate_backend hit the bridge's connection(s): ${JSON.stringify(kills)}`);
+    const store = await storeOf('w');
+    await waitForAll(sub, store, 30000).catch((err) => {
+      throw new Error(`${err.message} (${commits} commits)\nbridge log:\n${bridge.output()}`);
+    });
+    assert.ok(bridge.running(), 'the bridge is still running');
+  });
+
+  test('a bridge restarted under a subscribed client replays to it without a new webhook', async (t) => {
+    let bridge = await stack.useBridge();
+    const sub = await subscribe(t, 'invalidations');
+    await db.query(`INSERT INTO r VALUES (20, 'before restart')`);
+    await sub.waitFor(isLiveInvalidation('r:20'), 10000);
+    const ms = await db.storeMs('r:20');
+    await sleep(1000);
+    await bridge.stop();
+    const since = sub.events.length;
+    bridge = await stack.useBridge();
+    const e = await sub.waitFor((x) => sub.events.indexOf(x) >= since && isInvalidation('r:20')(x), 15000)
+      .catch((err) => { throw new Error(`${err.message}\nbridge log:\n${bridge.output()}`); });
+    assert.equal(e.data.invalidatedAt, ms);
+    assert.equal(e.data.replay, true, 'it is a replay');
+  });
+
+  test('no bridge log line contains the app secret', () => {
+    for (const b of stack.bridgesStarted) {
+      assert.ok(!b.text().includes(SECRET), `the secret appears in a bridge log:\n${b.output()}`);
+    }
+  });
+});

@@ -1,0 +1,93 @@
+#include <doctest/doctest.h>
+
+#include "config.h"
+
+using namespace bridge;
+
+namespace {
+EnvMap minimal() {
+  return {{"SOKETI_APP_ID", "1"},
+          {"SOKETI_APP_KEY", "key"},
+          {"SOKETI_APP_SECRET", "s3cr3t-value"},
+          {"DATABASE_URL", "postgresql://bridge:pgpass-value@db/app"}};
+}
+}  // namespace
+
+TEST_CASE("defaults fill everything but the credentials and the database") {
+  auto result = parse_config(minimal());
+  REQUIRE(result.errors.empty());
+  const Config& c = result.config;
+  CHECK(c.soketi_base_url() == "http://127.0.0.1:6001");
+  CHECK(c.pg_channels == std::vector<std::string>{"cache_invalidation", "data_change_notification"});
+  CHECK(c.channel_template == "invalidations");
+  CHECK(c.event_name == "cache-invalidate");
+  CHECK(c.max_batch_size == 10);
+  CHECK(c.max_event_bytes == 100 * 1024);
+  CHECK(c.http_port == 3001);
+  CHECK(c.webhook_path == "/soketi/webhook");
+  CHECK(c.coalesce_window.count() == 200);
+  CHECK(c.webhook_event_types == std::vector<std::string>{"channel_occupied", "cache_miss"});
+}
+
+TEST_CASE("Soketi's own SOKETI_DEFAULT_APP_* names are fallbacks") {
+  EnvMap env = minimal();
+  env.erase("SOKETI_APP_ID");
+  env.erase("SOKETI_APP_SECRET");
+  env["SOKETI_DEFAULT_APP_ID"] = "default-id";
+  env["SOKETI_DEFAULT_APP_SECRET"] = "default-secret";
+  env["SOKETI_APP_KEY"] = "bridge-key";
+  env["SOKETI_DEFAULT_APP_KEY"] = "ignored";
+  auto result = parse_config(env);
+  REQUIRE(result.errors.empty());
+  CHECK(result.config.app_id == "default-id");
+  CHECK(result.config.app_secret == "default-secret");
+  CHECK(result.config.app_key == "bridge-key");
+}
+
+TEST_CASE("every problem is reported at once, one line naming each key") {
+  EnvMap env = {{"SOKETI_PORT", "http"},
+                {"SOKETI_EVENT_MAX_BATCH_SIZE", "0"},
+                {"SOKETI_USE_TLS", "maybe"},
+                {"SOKETI_WEBHOOK_URL", "ftp://x"},
+                {"BRIDGE_COALESCE_MS", "-5"},
+                {"BRIDGE_LOG_FORMAT", "xml"},
+                {"BRIDGE_PG_CHANNELS", " , "}};
+  auto result = parse_config(env);
+  std::vector<std::string> keys = {"SOKETI_APP_ID", "SOKETI_APP_KEY", "SOKETI_APP_SECRET",
+                                   "DATABASE_URL", "SOKETI_PORT", "SOKETI_EVENT_MAX_BATCH_SIZE",
+                                   "SOKETI_USE_TLS", "SOKETI_WEBHOOK_URL", "BRIDGE_COALESCE_MS",
+                                   "BRIDGE_LOG_FORMAT", "BRIDGE_PG_CHANNELS"};
+  CHECK(result.errors.size() == keys.size());
+  for (const auto& key : keys) {
+    bool named = false;
+    for (const auto& e : result.errors) named |= e.rfind(key, 0) == 0;
+    CHECK_MESSAGE(named, key);
+  }
+}
+
+TEST_CASE("errors never contain the secret or the database password") {
+  EnvMap env = minimal();
+  env["SOKETI_PORT"] = "99999";
+  env["BRIDGE_HTTP_TIMEOUT_MS"] = "nope";
+  auto result = parse_config(env);
+  CHECK(result.errors.size() == 2);
+  for (const auto& e : result.errors) {
+    CHECK(e.find("s3cr3t-value") == std::string::npos);
+    CHECK(e.find("pgpass-value") == std::string::npos);
+  }
+}
+
+TEST_CASE("TLS, path prefix and the webhook URL") {
+  EnvMap env = minimal();
+  env["SOKETI_USE_TLS"] = "true";
+  env["SOKETI_HOST"] = "ws.example.com";
+  env["SOKETI_PORT"] = "443";
+  env["SOKETI_PATH_PREFIX"] = "soketi/";
+  env["SOKETI_WEBHOOK_URL"] = "http://bridge:8080/hooks/soketi";
+  auto result = parse_config(env);
+  REQUIRE(result.errors.empty());
+  CHECK(result.config.soketi_base_url() == "https://ws.example.com:443");
+  CHECK(result.config.soketi_path_prefix == "/soketi");
+  CHECK(result.config.http_port == 8080);
+  CHECK(result.config.webhook_path == "/hooks/soketi");
+}

@@ -1,0 +1,87 @@
+#include <doctest/doctest.h>
+
+#include <vector>
+
+#include "notification_mapper.h"
+
+using namespace bridge;
+
+constexpr int64_t kNow = 1700000000000;
+
+TEST_CASE("a text payload is the cache key") {
+  auto r = map_notification("posts:42", kNow);
+  REQUIRE(r.invalidation);
+  CHECK(r.invalidation->cache_key == "posts:42");
+  CHECK(r.invalidation->table == "posts");
+  CHECK(r.invalidation->invalidated_at_ms == kNow);
+  CHECK(r.invalidation->action.empty());
+
+  auto plain = map_notification("homepage", kNow);
+  REQUIRE(plain.invalidation);
+  CHECK(plain.invalidation->cache_key == "homepage");
+  CHECK(plain.invalidation->table.empty());
+}
+
+TEST_CASE("a JSON payload without cache_key is keyed <table>:<id>") {
+  auto r = map_notification(
+      R"({"table":"posts","action":"UPDATE","id":7,"data":{"id":7,"title":"x"},"invalidated_at":1699999999999})",
+      kNow);
+  REQUIRE(r.invalidation);
+  CHECK(r.invalidation->cache_key == "posts:7");
+  CHECK(r.invalidation->action == "update");
+  CHECK(r.invalidation->id_json == "7");
+  CHECK(r.invalidation->data_json == R"({"id":7,"title":"x"})");
+  CHECK(r.invalidation->invalidated_at_ms == 1699999999999);
+
+  auto string_id = map_notification(R"({"table":"users","action":"delete","id":"u-1"})", kNow);
+  REQUIRE(string_id.invalidation);
+  CHECK(string_id.invalidation->cache_key == "users:u-1");
+  CHECK(string_id.invalidation->id_json == "\"u-1\"");
+  CHECK(string_id.invalidation->invalidated_at_ms == kNow);
+}
+
+TEST_CASE("cache_key in a JSON payload wins, and data_omitted is kept") {
+  auto r = map_notification(
+      R"({"table":"posts","action":"insert","id":1,"cache_key":"post-page:1","data_omitted":true})", kNow);
+  REQUIRE(r.invalidation);
+  CHECK(r.invalidation->cache_key == "post-page:1");
+  CHECK(r.invalidation->data_omitted);
+  CHECK(r.invalidation->data_json.empty());
+}
+
+TEST_CASE("bad payloads are skipped with a reason") {
+  struct Case {
+    std::string payload;
+    std::string reason;
+  };
+  std::vector<Case> cases = {
+      {"", "empty payload"},
+      {"   \n", "empty payload"},
+      {std::string("posts:\xff\xfe", 8), "payload is not valid UTF-8"},
+      {std::string("\xc3", 1), "payload is not valid UTF-8"},
+      {std::string("\xed\xa0\x80", 3), "payload is not valid UTF-8"},  // a surrogate
+      {"{not json", "malformed JSON"},
+      {"[1,2]", "JSON payload is not an object"},
+      {R"({"action":"update"})", "JSON payload has neither \"cache_key\" nor \"table\" and \"id\""},
+      {R"({"table":"posts"})", "JSON payload has neither \"cache_key\" nor \"table\" and \"id\""},
+      {R"({"table":"posts","id":{"a":1}})", "\"id\" is not a string or number"},
+      {R"({"table":"posts","id":1,"action":"truncate"})", "unknown action \"truncate\""},
+      {R"({"table":5,"id":1})", "\"table\" is not a string"},
+      {R"({"cache_key":""})", "empty cache key"},
+      {R"({"cache_key":"a","invalidated_at":"yesterday"})",
+       "\"invalidated_at\" is not a positive integer of epoch milliseconds"},
+      {"key\twith\ttabs", "cache key contains control characters"},
+      {std::string(1100, 'k'), "cache key longer than 1024 bytes"},
+  };
+  for (const auto& c : cases) {
+    auto r = map_notification(c.payload, kNow);
+    CHECK_FALSE_MESSAGE(r.invalidation.has_value(), c.payload);
+    CHECK_MESSAGE(r.error == c.reason, c.payload);
+  }
+}
+
+TEST_CASE("UTF-8 keys are accepted") {
+  auto r = map_notification("produits:café-☕-𝄞", kNow);
+  REQUIRE(r.invalidation);
+  CHECK(r.invalidation->cache_key == "produits:café-☕-𝄞");
+}

@@ -1,0 +1,49 @@
+#include <doctest/doctest.h>
+
+#include "pusher_signer.h"
+#include "webhook.h"
+
+using namespace bridge;
+
+namespace {
+const std::vector<std::string> kHandled = {"channel_occupied", "cache_miss"};
+const std::string kBody =
+    R"({"time_ms":1700000000000,"events":[{"name":"channel_occupied","channel":"invalidations"},)"
+    R"({"name":"member_added","channel":"presence-x","user_id":"1"},{"name":"cache_miss","channel":"cache-posts"}]})";
+
+WebhookVerdict verify(std::optional<std::string_view> key, std::optional<std::string_view> sig,
+                      const std::string& body) {
+  return verify_webhook("app-key", "app-secret", key, sig, body, kHandled);
+}
+}  // namespace
+
+TEST_CASE("a correctly signed webhook is accepted; unhandled events are skipped") {
+  std::string sig = hmac_sha256_hex("app-secret", kBody);
+  auto v = verify("app-key", sig, kBody);
+  CHECK(v.status == 200);
+  REQUIRE(v.events.size() == 2);
+  CHECK(v.events[0].name == "channel_occupied");
+  CHECK(v.events[0].channel == "invalidations");
+  CHECK(v.events[1].name == "cache_miss");
+  CHECK(v.events[1].channel == "cache-posts");
+}
+
+TEST_CASE("forged, unsigned and foreign webhooks get 401") {
+  std::string sig = hmac_sha256_hex("app-secret", kBody);
+  CHECK(verify("app-key", hmac_sha256_hex("wrong-secret", kBody), kBody).status == 401);
+  CHECK(verify("app-key", std::nullopt, kBody).status == 401);
+  CHECK(verify(std::nullopt, sig, kBody).status == 401);
+  CHECK(verify("other-key", sig, kBody).status == 401);
+  CHECK(verify("app-key", sig, kBody + " ").status == 401);  // body changed after signing
+  CHECK(verify("app-key", sig, kBody).events.size() == 2);
+}
+
+TEST_CASE("signed but malformed webhooks get 400") {
+  for (std::string body : {std::string("not json"), std::string("[]"), std::string(R"({"events":{}})"),
+                           std::string(R"({"events":[{"channel":"x"}]})"),
+                           std::string(R"({"events":[{"name":"channel_occupied"}]})")}) {
+    auto v = verify("app-key", hmac_sha256_hex("app-secret", body), body);
+    CHECK_MESSAGE(v.status == 400, body);
+    CHECK(v.events.empty());
+  }
+}
