@@ -443,7 +443,12 @@ export async function startSoketi({ appId = 'app-id', key = 'app-key', secret = 
   };
   const envFile = writeEnvFile(path.join(dir, '.env'), fileEnv);
   // Tests stop and restart Soketi: a short grace period keeps that quick.
-  const procEnv = cleanEnv({ SOKETI_SHUTDOWN_GRACE_PERIOD: 200, SOKETI_METRICS_HOST: '127.0.0.1', ...env });
+  // Soketi's node discovery would broadcast UDP and merge parallel instances into one cluster:
+  // keep it on loopback, on a port of its own.
+  const procEnv = cleanEnv({
+    SOKETI_SHUTDOWN_GRACE_PERIOD: 200, SOKETI_METRICS_HOST: '127.0.0.1',
+    SOKETI_CLUSTER_HOST: '127.0.0.1', SOKETI_CLUSTER_UNICAST_ADDRESSES: '127.0.0.1',
+    SOKETI_CLUSTER_PORT: await freePort(), ...env });
   const proc = spawnCaptured(SOKETI_SCRIPT, ['--env-file', envFile], { name: 'soketi', env: procEnv, cwd: dir });
   const base = `http://127.0.0.1:${port}`;
   const stop = async () => {
