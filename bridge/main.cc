@@ -107,6 +107,9 @@ int main(int argc, char** argv) {
   sigwait(&signals, &received);
   log::info("received {}, shutting down: publishing what is queued (up to 5 s)", strsignal(received));
   http.stop();
+  // Closing the queue first releases a listener or replayer blocked on a full queue; what
+  // they could not queue is still after the cursor, so the next start catches it up.
+  queue.close();
   replayer.stop();
   listener.stop();
   publisher.drain_and_stop(std::chrono::seconds(5));

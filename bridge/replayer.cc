@@ -36,12 +36,25 @@ bool Replayer::request(const std::string& channel) {
 }
 
 void Replayer::run() {
-  replay_occupied_channels();
+  // Soketi may not be up yet: keep asking for its occupied channels every few seconds, while
+  // serving webhook requests in between.
+  bool listed = false;
+  auto next_listing = std::chrono::steady_clock::now();
+  int listing_attempts = 0;
   while (true) {
+    if (!listed && std::chrono::steady_clock::now() >= next_listing) {
+      listed = replay_occupied_channels(++listing_attempts);
+      next_listing = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    }
     std::string channel;
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || !requests_.empty(); });
+      auto has_work = [&] { return stopping_ || !requests_.empty(); };
+      if (listed) {
+        wake_.wait(lock, has_work);
+      } else if (!wake_.wait_until(lock, next_listing, has_work)) {
+        continue;
+      }
       if (stopping_) return;
       channel = std::move(requests_.front());
       requests_.pop_front();
@@ -54,21 +67,19 @@ void Replayer::run() {
   }
 }
 
-void Replayer::replay_occupied_channels() {
+bool Replayer::replay_occupied_channels(int attempt) {
   SoketiClient client(config_);
   std::vector<std::string> channels;
-  for (int attempt = 1;; ++attempt) {
-    Status s = client.occupied_channels(&channels);
-    if (s) break;
+  if (Status s = client.occupied_channels(&channels); !s) {
     if (attempt == 1 || attempt % 12 == 0) {
       log::warn("startup replay: cannot list Soketi's occupied channels ({}); retrying every 5 s",
                 s.message());
     }
-    std::unique_lock lock(mutex_);
-    if (wake_.wait_for(lock, std::chrono::seconds(5), [&] { return stopping_; })) return;
+    return false;
   }
   if (!channels.empty()) log::info("startup replay: {} occupied channel(s)", channels.size());
   for (const auto& channel : channels) request(channel);
+  return true;
 }
 
 Status Replayer::replay(const std::string& channel) {

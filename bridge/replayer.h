@@ -36,7 +36,7 @@ class Replayer {
 
  private:
   void run();
-  void replay_occupied_channels();
+  bool replay_occupied_channels(int attempt);  // false: Soketi did not answer
   Status replay(const std::string& channel);
 
   const Config& config_;
