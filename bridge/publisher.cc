@@ -107,7 +107,7 @@ void Publisher::publish_with_retries(SoketiClient& client,
       default: ++metrics_.publish_errors_rejected; break;
     }
     if (!outcome.retryable()) {
-      if (outcome.http_status == 401 || outcome.http_status == 403) {
+      if (outcome.http_status == 401 || outcome.http_status == 403 || outcome.http_status == 404) {
         log::error("Soketi rejected the credentials ({}): check SOKETI_APP_ID, SOKETI_APP_KEY and "
                    "SOKETI_APP_SECRET; dropped {} event(s): {}",
                    outcome.http_status, events.size(), outcome.detail);

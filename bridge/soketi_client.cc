@@ -16,6 +16,21 @@ namespace {
 
 std::string body_excerpt(const std::string& body) { return log::excerpt(body, 200); }
 
+// Soketi 1.6.1 on this uWebSockets build answers errors with HTTP 200 and a body of
+// {"error": "...", "code": 401}: the code in the body is the real status.
+int effective_status(const httplib::Response& response) {
+  if (response.status < 200 || response.status >= 300) return response.status;
+  if (response.body.find("\"error\"") == std::string::npos) return response.status;
+  rapidjson::Document doc;
+  doc.Parse(response.body.c_str());
+  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("error")) return response.status;
+  auto code = doc.FindMember("code");
+  if (code != doc.MemberEnd() && code->value.IsInt() && code->value.GetInt() >= 400) {
+    return code->value.GetInt();
+  }
+  return 500;  // an error without a usable code: treat as a server error
+}
+
 PublishOutcome classify(const httplib::Result& result) {
   PublishOutcome outcome;
   if (!result) {
@@ -23,15 +38,15 @@ PublishOutcome classify(const httplib::Result& result) {
     outcome.detail = httplib::to_string(result.error());
     return outcome;
   }
-  outcome.http_status = result->status;
-  if (result->status >= 200 && result->status < 300) return outcome;
+  outcome.http_status = effective_status(*result);
+  if (outcome.http_status >= 200 && outcome.http_status < 300) return outcome;
   outcome.detail = body_excerpt(result->body);
-  if (result->status == 429) {
+  if (outcome.http_status == 429) {
     outcome.kind = PublishOutcome::Kind::kThrottled;
     if (result->has_header("Retry-After")) {
       outcome.retry_after = std::chrono::seconds(std::atoi(result->get_header_value("Retry-After").c_str()));
     }
-  } else if (result->status >= 500) {
+  } else if (outcome.http_status >= 500) {
     outcome.kind = PublishOutcome::Kind::kServerError;
   } else {
     outcome.kind = PublishOutcome::Kind::kRejected;
@@ -97,13 +112,14 @@ Status SoketiClient::occupied_channels(std::vector<std::string>* channels) {
     return Status::error("Soketi unreachable at " + config_.soketi_base_url() + ": " +
                          httplib::to_string(result.error()));
   }
-  if (result->status == 401 || result->status == 403) {
+  int status = effective_status(*result);
+  if (status == 401 || status == 403 || status == 404) {
     return Status::error(fmt::format(
         "Soketi rejected the credentials ({}): check SOKETI_APP_ID, SOKETI_APP_KEY and SOKETI_APP_SECRET: {}",
-        result->status, body_excerpt(result->body)));
+        status, body_excerpt(result->body)));
   }
-  if (result->status != 200) {
-    return Status::error(fmt::format("Soketi answered {} to GET {}: {}", result->status, api_path,
+  if (status != 200) {
+    return Status::error(fmt::format("Soketi answered {} to GET {}: {}", status, api_path,
                                      body_excerpt(result->body)));
   }
   rapidjson::Document doc;
