@@ -215,7 +215,8 @@ export function spawnCaptured(command, args, { name = path.basename(command), en
     emergencySignal,
   };
   let spawnError;
-  handle.exited = new Promise((resolve) => {
+  // Kept private: startBridge() replaces handle.exited with a promise of the bare exit code.
+  const exited = new Promise((resolve) => {
     child.on('error', (err) => {
       spawnError = err;
       push('stderr', `[harness] could not start ${command}: ${err.message}`);
@@ -232,6 +233,7 @@ export function spawnCaptured(command, args, { name = path.basename(command), en
       resolve({ code, signal, error: spawnError });
     });
   });
+  handle.exited = exited;
   if (child.pid) liveProcesses.add(handle);
 
   handle.running = () => handle.exitCode === undefined;
@@ -258,7 +260,7 @@ export function spawnCaptured(command, args, { name = path.basename(command), en
       const timer = setTimeout(() => done(reject, new Error(
         `${name}: no line matching ${re} within ${timeoutMs} ms. Output:\n${handle.output(since)}`)), timeoutMs);
       waiters.add(onLine);
-      handle.exited.then(({ code, signal }) => {
+      exited.then(({ code, signal }) => {
         if (waiters.has(onLine)) {
           done(reject, new Error(`${name} exited (code ${code}, signal ${signal}) before a line matching ${re}. Output:\n${handle.output(since)}`));
         }
@@ -267,7 +269,7 @@ export function spawnCaptured(command, args, { name = path.basename(command), en
   };
 
   handle.stop = async ({ signal = 'SIGTERM', killAfterMs = 10000 } = {}) => {
-    if (!handle.running()) return handle.exited;
+    if (!handle.running()) return exited;
     try {
       child.kill(signal);
     } catch {
@@ -283,7 +285,7 @@ export function spawnCaptured(command, args, { name = path.basename(command), en
         }
       }
     }, killAfterMs);
-    const result = await handle.exited;
+    const result = await exited;
     clearTimeout(timer);
     return result;
   };

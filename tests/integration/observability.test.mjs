@@ -120,6 +120,24 @@ describe('observability: health, readiness, metrics and --check', () => {
     assert.ok(!r.text.includes(SECRET), 'the secret is not printed');
   });
 
+  test('BRIDGE_LOG_FORMAT=json logs one JSON object per line; SIGTERM exits 0', async () => {
+    const bridge = await stack.useBridge({ BRIDGE_LOG_FORMAT: 'json' });
+    await db.query(`INSERT INTO o VALUES (2, 0)`);
+    await db.query(`SELECT pg_notify('cache_invalidation', '{not json')`); // a warn line
+    await bridge.waitForLine(/"warn"/, 5000).catch(() => {}); // asserted below, with the whole log
+    const r = await bridge.stop();
+    assert.equal(r.code, 0, `exit code 0 after SIGTERM (signal ${r.signal}):\n${bridge.output()}`);
+    const lines = bridge.lines.filter((l) => l.stream === 'stderr' && l.text.trim());
+    assert.ok(lines.length >= 2, bridge.output());
+    for (const l of lines) {
+      let obj;
+      assert.doesNotThrow(() => (obj = JSON.parse(l.text)), `not JSON: ${l.text}`);
+      assert.equal(typeof obj.level, 'string', `a level: ${l.text}`);
+      assert.ok(typeof (obj.message ?? obj.msg) === 'string', `a message: ${l.text}`);
+    }
+    assert.ok(lines.some((l) => JSON.parse(l.text).level === 'warn'), 'the bad notification is a warn line');
+  });
+
   test('no bridge log line contains the app secret', () => {
     for (const b of stack.bridgesStarted) {
       assert.ok(!b.text().includes(SECRET), `the secret appears in a bridge log:\n${b.output()}`);

@@ -172,6 +172,7 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
     await sleep(1000); // stragglers
     const got = sub.events.slice(since).filter(isLiveInvalidation('c:1'));
     const summary = `${got.length} events for 1000 updates written in ${writeMs} ms: ${JSON.stringify(got.map((e) => e.data.invalidatedAt))}`;
+    t.diagnostic(summary);
     assert.ok(got.length >= 1 && got.length <= 20, summary);
     const last = got.at(-1);
     assert.equal(last.data.invalidatedAt, newest, `the last event has the newest timestamp; ${summary}`);
