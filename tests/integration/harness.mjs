@@ -144,6 +144,12 @@ export function cleanEnv(extra = {}) {
 const liveProcesses = new Set();
 const liveTempDirs = new Set();
 
+// A test runner that times a file out (or Ctrl-C) signals this process: 'exit' hooks do not run
+// on a signal's default action, so turn the signal into an exit.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(signal, () => process.exit(128 + os.constants.signals[signal]));
+}
+
 process.on('exit', () => {
   // Last resort when a test failed before its cleanup ran: nothing may outlive the run.
   for (const p of liveProcesses) {
