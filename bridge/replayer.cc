@@ -61,8 +61,13 @@ void Replayer::run() {
       requested_.erase(channel);
     }
     if (auto s = replay(channel); !s) {
-      log::warn("replay to {} failed: {}", channel, s.message());
-      conn_.reset();  // reconnect next time
+      // Soketi will not send this webhook again: keep the request until PostgreSQL answers.
+      log::warn("replay to {} failed, retrying in 2 s: {}", channel, s.message());
+      conn_.reset();
+      std::unique_lock lock(mutex_);
+      if (wake_.wait_for(lock, std::chrono::seconds(2), [&] { return stopping_; })) return;
+      lock.unlock();
+      request(channel);
     }
   }
 }

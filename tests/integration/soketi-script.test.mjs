@@ -110,13 +110,13 @@ console.log(JSON.stringify({ args: process.argv.slice(1), cwd: process.cwd(), en
     assert.match(r.stderr, /not KEY=VALUE/, 'a bad line is reported');
   });
 
-  test('real environment variables override the file; Soketi-named app settings win', () => {
+  test('real environment variables override the file; the bridge-named app settings win, as in the bridge', () => {
     const r = run('SOKETI_PORT=6001\nSOKETI_APP_ID=from-file\nSOKETI_APP_KEY=k\n', {
       env: { SOKETI_PORT: '7001', SOKETI_DEFAULT_APP_ID: 'soketi-own', SOKETI_APP_KEY: 'env-key' },
     });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.out.env.SOKETI_PORT, '7001');
-    assert.equal(r.out.env.SOKETI_DEFAULT_APP_ID, 'soketi-own');
+    assert.equal(r.out.env.SOKETI_DEFAULT_APP_ID, 'from-file');
     assert.equal(r.out.env.SOKETI_DEFAULT_APP_KEY, 'env-key');
     assert.match(r.stderr, /SOKETI_DEFAULT_APP_ID differs from SOKETI_APP_ID/);
   });
