@@ -161,7 +161,8 @@ process.on('exit', () => {
   }
   for (const dir of liveTempDirs) {
     try {
-      rmSync(dir, { recursive: true, force: true });
+      // Retries: a just-signalled postgres may still be writing into its data directory.
+      rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
     } catch {
       /* best effort */
     }
