@@ -65,6 +65,9 @@ describe('core: notifications reach pusher-js clients', () => {
   test('JSON style: insert, update and delete arrive with cacheKey, action, id, data and timestamp', async (t) => {
     await defaultBridge();
     const sub = await subscribe(t, 'invalidations');
+    // Let the subscription's own replay finish first: a replay racing a live change is
+    // store.test.mjs's subject ("a replay merged with a live change ...").
+    await sleep(500);
     const steps = [
       [`INSERT INTO t VALUES (1, 'a')`, 'insert', { id: 1, name: 'a' }],
       [`UPDATE t SET name = 'b' WHERE id = 1`, 'update', { id: 1, name: 'b' }],

@@ -150,6 +150,39 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
     await sub.waitFor((e) => sub.events.indexOf(e) >= quietCount && isInvalidation('r:10')(e) && e.data.replay === true, 10000);
   });
 
+  test("a replay merged with a live change keeps the change's action and data", async (t) => {
+    // A client subscribing right after a write: its channel_occupied replay reads the store
+    // (already holding the write's timestamp) while the write's NOTIFY waits in the coalescing
+    // window (a first change just went out). Whatever is published as a live event must still
+    // say what changed.
+    await stack.useBridge({ BRIDGE_COALESCE_MS: 500 });
+    await db.query(`INSERT INTO r VALUES (30, 'a')`);
+    const sub = await subscribe(t, 'invalidations');
+    await sub.waitFor(isInvalidation('r:30'), 10000);
+    await sleep(1000);
+    const since = sub.events.length;
+    await db.query(`UPDATE r SET v = 'x' WHERE id = 30`); // published at once, opens the window
+    await db.query(`UPDATE r SET v = 'b' WHERE id = 30`); // waits for the window's end
+    const body = JSON.stringify({ time_ms: Date.now(), events: [{ name: 'channel_occupied', channel: 'invalidations' }] });
+    const hook = await http(stack.webhookUrl, {
+      method: 'POST', body,
+      headers: { 'Content-Type': 'application/json', 'X-Pusher-Key': stack.soketi.key, 'X-Pusher-Signature': signWebhook(body, SECRET) },
+    });
+    assert.equal(hook.status, 200);
+    const ms = await db.storeMs('r:30');
+    await sub.waitFor((e) => sub.events.indexOf(e) >= since && isInvalidation('r:30')(e) && e.data.invalidatedAt === ms, 10000);
+    await sleep(1000);
+    const got = sub.events.slice(since).filter(isInvalidation('r:30'));
+    const live = got.filter((e) => e.data.replay !== true);
+    const shown = JSON.stringify(got.map((e) => e.data));
+    for (const e of live) {
+      assert.equal(e.data.action, 'update', `every live event for the updates says action=update: ${shown}`);
+    }
+    const last = live.filter((e) => e.data.invalidatedAt === ms);
+    assert.ok(last.length >= 1, `the second update arrives as a live event: ${shown}`);
+    for (const e of last) assert.deepEqual(e.data.data, { id: 30, v: 'b' }, `and carries its row: ${shown}`);
+  });
+
   test('1,000 updates to one key in ~1 s arrive as a handful of events, the last with the newest timestamp', async (t) => {
     await stack.useBridge({ BRIDGE_COALESCE_MS: 200 });
     await db.query(`INSERT INTO c VALUES (1, 0)`);
