@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 
 import { SOKETI_SCRIPT, cleanEnv, spawnCaptured, tempDir, waitUntil, withTimeout } from './harness.mjs';
 
@@ -18,6 +18,7 @@ describe('scripts/soketi', () => {
   let script;
 
   before(() => {
+    // tempDir()s are removed when the process exits.
     dir = tempDir('cache-bridge-soketi-script-');
     mkdirSync(path.join(dir, 'node_modules', '.bin'), { recursive: true });
     script = path.join(dir, 'soketi');
@@ -33,10 +34,6 @@ console.log(JSON.stringify({ args: process.argv.slice(1), cwd: process.cwd(), en
 `);
     chmodSync(fake, 0o755);
   });
-  after(() => {
-    // tempDir() is removed at exit; nothing else to clean.
-  });
-
   /** Runs the script with an env file body and real env vars; returns {code, stderr, out}. */
   function run(envFileBody, { env = {}, args, cwd = dir } = {}) {
     const file = path.join(dir, 'test.env');
