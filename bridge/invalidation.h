@@ -19,9 +19,14 @@ struct Invalidation {
 
 // Of two invalidations of the same key, the one a subscriber should end up with.
 // Timestamps only move forward; a replay merged with a live change is no longer a replay.
+// On equal timestamps (a replay of the very change that is pending) the one with the
+// change's details wins.
 inline Invalidation newest_of(Invalidation a, Invalidation b) {
   bool replay = a.replay && b.replay;
-  Invalidation out = b.invalidated_at_ms >= a.invalidated_at_ms ? std::move(b) : std::move(a);
+  bool take_b = b.invalidated_at_ms != a.invalidated_at_ms
+                    ? b.invalidated_at_ms > a.invalidated_at_ms
+                    : a.action.empty() || !b.action.empty();
+  Invalidation out = take_b ? std::move(b) : std::move(a);
   out.replay = replay;
   return out;
 }

@@ -50,6 +50,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     key_column     text := coalesce(TG_ARGV[0], 'id');
     notify_channel text := coalesce(TG_ARGV[1], 'cache_invalidation');
+    -- The attached table's name (a partition's rows are keyed by their partitioned table).
+    table_name     text := coalesce(TG_ARGV[2], TG_TABLE_NAME);
     old_row        jsonb;
     new_row        jsonb;
     row_data       jsonb;
@@ -62,25 +64,39 @@ BEGIN
     IF NOT row_data ? key_column THEN
         RAISE EXCEPTION 'cache invalidation: table % has no column %', TG_TABLE_NAME, key_column;
     END IF;
-
-    -- An UPDATE that changes the key also makes the old key stale.
-    IF TG_OP = 'UPDATE' AND old_row -> key_column IS DISTINCT FROM new_row -> key_column THEN
-        cache_key := TG_TABLE_NAME || ':' || (old_row ->> key_column);
-        PERFORM pg_notify(notify_channel, jsonb_build_object(
-            'table', TG_TABLE_NAME, 'action', 'delete', 'id', old_row -> key_column,
-            'cache_key', cache_key,
-            'invalidated_at', cache_invalidation_record(cache_key, TG_TABLE_NAME))::text);
+    -- Same rule as the text style: a NULL key has no cache entry; both NULL is a misconfiguration.
+    IF coalesce(row_data ->> key_column, old_row ->> key_column) IS NULL THEN
+        RAISE EXCEPTION 'cache invalidation: table % has no non-null column %', TG_TABLE_NAME, key_column;
     END IF;
 
-    cache_key := TG_TABLE_NAME || ':' || (row_data ->> key_column);
+    -- An UPDATE that changes the key also makes the old key stale.
+    IF TG_OP = 'UPDATE' AND old_row ->> key_column IS NOT NULL
+       AND old_row -> key_column IS DISTINCT FROM new_row -> key_column THEN
+        cache_key := table_name || ':' || (old_row ->> key_column);
+        PERFORM pg_notify(notify_channel, jsonb_build_object(
+            'table', table_name, 'action', 'delete', 'id', old_row -> key_column,
+            'cache_key', cache_key,
+            'invalidated_at', cache_invalidation_record(cache_key, table_name))::text);
+    END IF;
+    IF row_data ->> key_column IS NULL THEN
+        RETURN NULL;  -- the key was set to NULL: only the old key is stale
+    END IF;
+
+    cache_key := table_name || ':' || (row_data ->> key_column);
     payload := jsonb_build_object(
-        'table', TG_TABLE_NAME, 'action', lower(TG_OP), 'id', row_data -> key_column,
+        'table', table_name, 'action', lower(TG_OP), 'id', row_data -> key_column,
         'cache_key', cache_key,
-        'invalidated_at', cache_invalidation_record(cache_key, TG_TABLE_NAME),
+        'invalidated_at', cache_invalidation_record(cache_key, table_name),
         'data', row_data)::text;
     -- NOTIFY rejects payloads of 8000 bytes or more, which would fail the user's write.
     IF octet_length(payload) >= 8000 THEN
         payload := (payload::jsonb - 'data' || jsonb_build_object('data_omitted', true))::text;
+    END IF;
+    IF octet_length(payload) >= 8000 THEN
+        -- Only a key of kilobytes gets here; the bridge would refuse it anyway. The store row
+        -- stays, so replay still serves it; the user's write goes through.
+        RAISE WARNING 'cache invalidation: key of % bytes is too long to NOTIFY', octet_length(cache_key);
+        RETURN NULL;
     END IF;
     PERFORM pg_notify(notify_channel, payload);
     RETURN NULL;
@@ -94,6 +110,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     key_column     text := coalesce(TG_ARGV[0], 'id');
     notify_channel text := coalesce(TG_ARGV[1], 'data_change_notification');
+    table_name     text := coalesce(TG_ARGV[2], TG_TABLE_NAME);
     old_key        text;
     new_key        text;
 BEGIN
@@ -104,12 +121,12 @@ BEGIN
         RAISE EXCEPTION 'cache invalidation: table % has no non-null column %', TG_TABLE_NAME, key_column;
     END IF;
     IF old_key IS NOT NULL AND old_key IS DISTINCT FROM new_key THEN
-        PERFORM cache_invalidation_record(TG_TABLE_NAME || ':' || old_key, TG_TABLE_NAME);
-        PERFORM pg_notify(notify_channel, TG_TABLE_NAME || ':' || old_key);
+        PERFORM cache_invalidation_record(table_name || ':' || old_key, table_name);
+        PERFORM pg_notify(notify_channel, table_name || ':' || old_key);
     END IF;
     IF new_key IS NOT NULL THEN
-        PERFORM cache_invalidation_record(TG_TABLE_NAME || ':' || new_key, TG_TABLE_NAME);
-        PERFORM pg_notify(notify_channel, TG_TABLE_NAME || ':' || new_key);
+        PERFORM cache_invalidation_record(table_name || ':' || new_key, table_name);
+        PERFORM pg_notify(notify_channel, table_name || ':' || new_key);
     END IF;
     RETURN NULL;
 END;
@@ -135,10 +152,22 @@ BEGIN
         CASE style WHEN 'json' THEN 'cache_invalidation' ELSE 'data_change_notification' END);
     EXECUTE format('DROP TRIGGER IF EXISTS cache_invalidation ON %s', target);
     EXECUTE format('CREATE TRIGGER cache_invalidation AFTER INSERT OR UPDATE OR DELETE ON %s '
-                   'FOR EACH ROW EXECUTE FUNCTION %I(%L, %L)',
-                   target, trigger_function, key_column, notify_channel);
+                   'FOR EACH ROW EXECUTE FUNCTION %I(%L, %L, %L)',
+                   target, trigger_function, key_column, notify_channel,
+                   (SELECT relname FROM pg_class WHERE oid = target));
 END;
 $$;
+
+-- Writers may have another search_path, and no rights on the store: pin the functions to the
+-- schema they were installed in, and let cache_invalidation_record write with the owner's rights.
+-- (CREATE OR REPLACE resets these attributes, so this runs on every install.)
+DO $pin$
+BEGIN
+    EXECUTE format('ALTER FUNCTION cache_invalidation_record(text, text) SECURITY DEFINER SET search_path = %I, pg_temp', current_schema());
+    EXECUTE format('ALTER FUNCTION cache_invalidation_notify_json() SET search_path = %I, pg_temp', current_schema());
+    EXECUTE format('ALTER FUNCTION cache_invalidation_notify_text() SET search_path = %I, pg_temp', current_schema());
+END
+$pin$;
 
 CREATE OR REPLACE FUNCTION cache_invalidation_detach(target regclass)
 RETURNS void LANGUAGE plpgsql AS $$

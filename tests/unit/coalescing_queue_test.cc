@@ -73,6 +73,20 @@ TEST_CASE("a replay merged with a live change is no longer a replay") {
   CHECK_FALSE(items[0].invalidation.replay);
 }
 
+TEST_CASE("a replay of the pending change does not erase its details") {
+  CoalescingQueue q(0ms, 100);
+  Invalidation live = inv("k", 5);
+  live.action = "update";
+  live.data_json = "{}";
+  REQUIRE(q.push("c", live));
+  REQUIRE(q.push("c", inv("k", 5, true)));  // the store's row for the same change
+  auto items = q.take(10, soon());
+  REQUIRE(items.size() == 1);
+  CHECK(items[0].invalidation.action == "update");
+  CHECK(items[0].invalidation.data_json == "{}");
+  CHECK_FALSE(items[0].invalidation.replay);
+}
+
 TEST_CASE("the low watermark passes a push only once it is published") {
   CoalescingQueue q(0ms, 100);
   uint64_t start = q.next_sequence();
