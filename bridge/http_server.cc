@@ -38,6 +38,9 @@ Status HttpServer::start() {
   server_->set_payload_max_length(kMaxWebhookBytes);
   server_->set_read_timeout(5, 0);
   server_->set_write_timeout(5, 0);
+  // An idle keep-alive connection (Soketi's webhook client keeps one) holds a worker until
+  // this passes, and stop() waits for it: keep shutdown quick.
+  server_->set_keep_alive_timeout(1);
 
   server_->Post(config_.webhook_path, [this](const httplib::Request& request, httplib::Response& response) {
     WebhookVerdict verdict =
