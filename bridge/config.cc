@@ -145,6 +145,9 @@ ConfigResult parse_config(const EnvMap& env) {
   c.max_event_bytes =
       static_cast<size_t>(r.integer("SOKETI_EVENT_MAX_SIZE_IN_KB", 100, 1, 100000)) * 1024;
 
+  c.max_events_per_second = static_cast<int>(
+      r.integer("SOKETI_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SEC", -1, -1, 100000000));
+
   c.webhook_url = r.text("SOKETI_WEBHOOK_URL", "http://127.0.0.1:3001/soketi/webhook");
   if (auto url = parse_http_url(c.webhook_url)) {
     c.http_port = url->port;

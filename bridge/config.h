@@ -22,6 +22,7 @@ struct Config {
   std::string soketi_path_prefix;  // "" or "/something", never a trailing slash
   size_t max_batch_size = 10;      // SOKETI_EVENT_MAX_BATCH_SIZE
   size_t max_event_bytes = 100 * 1024;  // SOKETI_EVENT_MAX_SIZE_IN_KB
+  int max_events_per_second = -1;       // SOKETI_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SEC; -1: none
 
   // The bridge's HTTP server: Soketi's webhooks, health and metrics.
   std::string webhook_url;

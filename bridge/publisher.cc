@@ -34,7 +34,7 @@ const char* kind_name(PublishOutcome::Kind kind) {
 }  // namespace
 
 Publisher::Publisher(const Config& config, CoalescingQueue& queue, Metrics& metrics)
-    : config_(config), queue_(queue), metrics_(metrics) {}
+    : config_(config), queue_(queue), metrics_(metrics), rate_limiter_(config.max_events_per_second) {}
 
 Publisher::~Publisher() {
   stopping_ = true;
@@ -85,6 +85,7 @@ void Publisher::publish_with_retries(SoketiClient& client,
   static thread_local std::minstd_rand jitter(std::random_device{}());
   std::chrono::milliseconds backoff{100};
   for (int attempt = 1;; ++attempt) {
+    std::this_thread::sleep_for(rate_limiter_.reserve(static_cast<double>(events.size())));
     PublishOutcome outcome = client.publish(events);
     if (outcome.kind == PublishOutcome::Kind::kOk) {
       metrics_.events_published += events.size();

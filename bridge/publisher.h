@@ -1,5 +1,6 @@
 // Publisher: worker threads that take ready invalidations from the CoalescingQueue,
 // encode them as events, and send them to Soketi in batches within its limits.
+// Stays under Soketi's backend event rate limit when one is configured.
 // Retries timeouts, resets and 5xx with backoff, honours 429, never retries other 4xx.
 #pragma once
 
@@ -10,6 +11,7 @@
 #include "coalescing_queue.h"
 #include "config.h"
 #include "metrics.h"
+#include "rate_limiter.h"
 #include "soketi_client.h"
 
 namespace bridge {
@@ -32,6 +34,7 @@ class Publisher {
   const Config& config_;
   CoalescingQueue& queue_;
   Metrics& metrics_;
+  RateLimiter rate_limiter_;
   std::vector<std::thread> workers_;
   std::atomic<bool> stopping_{false};
   std::atomic<int64_t> give_up_at_ms_{0};  // steady-clock ms; 0 = never give up
