@@ -275,7 +275,12 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
     await db.query(`INSERT INTO r VALUES (20, 'before restart')`);
     await sub.waitFor(isLiveInvalidation('r:20'), 10000);
     const ms = await db.storeMs('r:20');
-    await sleep(1000);
+    // Once the cursor has passed r:20 the restart has nothing to catch up: what reaches the
+    // client then can only be the startup replay.
+    await waitUntil(async () => (await db.query(
+      `SELECT c.resume_xid > s.writer_xid AS passed FROM cache_bridge_cursor c, cache_invalidated_at s
+       WHERE s.cache_key = 'r:20'`)).rows.every((row) => row.passed), 10000,
+    { intervalMs: 200, message: 'the catch-up cursor passed r:20' });
     await bridge.stop();
     const since = sub.events.length;
     bridge = await stack.useBridge();
