@@ -41,19 +41,23 @@ export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 const portsHandedOut = new Set();
 
+// Below Linux's ephemeral range (32768-60999): a port picked there can be taken by an outgoing
+// connection (the bridge opens one per request to Soketi) before the server binds it.
+const PORT_RANGE = { low: 20000, high: 32000 };
+
 /** A currently free TCP port on 127.0.0.1 (not handed out before by this process). */
 export async function freePort() {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const port = await new Promise((resolve, reject) => {
+    const candidate = PORT_RANGE.low + Math.floor(Math.random() * (PORT_RANGE.high - PORT_RANGE.low));
+    const port = await new Promise((resolve) => {
       const srv = net.createServer();
       srv.unref();
-      srv.on('error', reject);
-      srv.listen(0, '127.0.0.1', () => {
-        const { port } = srv.address();
-        srv.close(() => resolve(port));
+      srv.on('error', () => resolve(null));
+      srv.listen(candidate, '127.0.0.1', () => {
+        srv.close(() => resolve(candidate));
       });
     });
-    if (!portsHandedOut.has(port)) {
+    if (port !== null && !portsHandedOut.has(port)) {
       portsHandedOut.add(port);
       return port;
     }
