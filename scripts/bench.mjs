@@ -28,7 +28,7 @@ import {
   startSoketi,
 } from '../tests/integration/harness.mjs';
 import { forkWorker } from './benchmark/ipc.mjs';
-import { cpuMeter, cpuSeconds, peakRssBytes, resetPeakRss } from './benchmark/proc.mjs';
+import { cpuMeter, cpuSeconds, peakRssBytes, resetPeakRss, rssParts } from './benchmark/proc.mjs';
 import { renderReport } from './benchmark/report.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -286,6 +286,7 @@ class Bench {
       await this.ceilingGen.call('prepare', { port: this.soketi.port, appId: this.soketi.appId, key: this.soketi.key,
         secret: this.soketi.secret, channel: CHANNEL, table, batchSize: this.batch, maxEvents }, 120000);
     }
+    const idleRss = sysPid ? rssParts(sysPid) : null;
     if (sysPid) resetPeakRss(sysPid);
     const meter = cpuMeter({
       system: sysPid, soketi: this.soketi.proc.pid, postgres: { tree: this.pg.proc.pid },
@@ -332,7 +333,7 @@ class Bench {
     const alive = this.system ? this.system.running() : true;
     if (system !== 'ceiling') await this.stopSystem();
     await this.pg.query(`DROP TABLE IF EXISTS ${table}`);
-    return this.summarize({ system, scenario, load, expected, drain, cpu, peakRss, fin, alive,
+    return this.summarize({ system, scenario, load, expected, drain, cpu, peakRss, idleRss, fin, alive,
       metrics: metricsBefore && metricsAfter ? diffMetrics(metricsBefore, metricsAfter) : null });
   }
 
@@ -352,7 +353,7 @@ class Bench {
     }
   }
 
-  summarize({ system, scenario, load, expected, drain, cpu, peakRss, fin, alive, metrics }) {
+  summarize({ system, scenario, load, expected, drain, cpu, peakRss, idleRss, fin, alive, metrics }) {
     const perClient = fin.flatMap((f) => f.perClient);
     const hist = new Map();
     for (const f of fin) for (const [ms, n] of f.hist) hist.set(ms, (hist.get(ms) ?? 0) + n);
@@ -366,6 +367,9 @@ class Bench {
       ? Math.min(...perClient.map((c) => c.windowEvents)) / windowSeconds
       : delivered / allSpan;
     const timeline = fin.find((f) => f.timeline)?.timeline ?? null;
+    // Once the writers stop: what the slowest subscriber still received, per second of the drain.
+    const drainSeconds = (drain.doneAt - load.lastCommit) / 1000;
+    const afterWrites = Math.min(...perClient.map((c) => c.events - c.windowEvents));
     const r = {
       system, batch: system.startsWith('baseline') ? null : this.batch, scenario: scenario.id, label: scenario.label,
       kind: scenario.kind, subs: perClient.length, rateOver: scenario.rateOver,
@@ -378,7 +382,8 @@ class Bench {
       deliveredPerSec: Number.isFinite(deliveredPerSec) ? deliveredPerSec : null,
       lastAfterCommitMs: drain.doneAt - load.lastCommit,
       latency: scenario.kind === 'ceiling' ? null : { p50: pct(0.5), p99: pct(0.99), max: Math.max(...fin.map((f) => f.latMax)) },
-      cpu, peakRssBytes: peakRss, metrics,
+      deliveredPerSecAfterWrites: drain.complete && drainSeconds > 0.2 ? afterWrites / drainSeconds : null,
+      cpu, peakRssBytes: peakRss, idleRss, metrics,
       replays: perClient.reduce((a, c) => a + c.replays, 0),
       reconnects: perClient.reduce((a, c) => a + c.reconnects, 0),
       exitedEarly: !alive,

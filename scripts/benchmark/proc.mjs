@@ -64,6 +64,17 @@ export function peakRssBytes(pid) {
   }
 }
 
+/** {anon, file} resident bytes of pid right now (RssAnon, RssFile), or NaNs. */
+export function rssParts(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (name) => Number(text.match(new RegExp(`^${name}:\\s+(\\d+)\\s+kB`, 'm'))?.[1]) * 1024;
+    return { anon: kb('RssAnon'), file: kb('RssFile') };
+  } catch {
+    return { anon: NaN, file: NaN };
+  }
+}
+
 /** Resets pid's VmHWM to its current RSS (Linux >= 4.0; needs permission over pid). */
 export function resetPeakRss(pid) {
   try {

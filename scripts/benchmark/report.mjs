@@ -134,6 +134,12 @@ export function renderReport({ results, quick, startedAt, finishedAt, machine, s
       `${vsBase} | ${vsCeiling} | ${targetCell} |`);
   });
   out.push('');
+  const idle = rows.find((r) => r.system === 'bridge' && r.idleRss && Number.isFinite(r.idleRss.anon))?.idleRss;
+  if (idle) {
+    out.push(`Peak RSS counts shared-library pages: a freshly started, idle bridge had ${fmtMiB(idle.anon + idle.file)} MiB ` +
+      `resident, ${fmtMiB(idle.file)} MiB of it file-backed (libcrypto, libstdc++, libpq, ...) and ${fmtMiB(idle.anon)} MiB its own heap and stacks.`);
+    out.push('');
+  }
 
   const passed = allChecks.filter((c) => c.pass).length;
   out.push(`**Targets** (bridge rows): ${passed} of ${allChecks.length} checks pass.`);
@@ -151,12 +157,18 @@ export function renderReport({ results, quick, startedAt, finishedAt, machine, s
   out.push('|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|');
   for (const r of rows) {
     const notes = [];
+    if (r.system !== 'ceiling' && r.committed > 0 && Number.isFinite(r.cpu.system)) {
+      notes.push(`${fmtInt((r.cpu.system / 100) * r.cpu.wallSeconds / r.committed * 1e6)} µs CPU per notification`);
+    }
     if (r.metrics && r.metrics.batches) notes.push(`${fmtNum(r.metrics.events / r.metrics.batches)} events per request`);
     if (r.metrics?.errors) notes.push(`${r.metrics.errors} failed requests, ${r.metrics.retries} retries`);
     if (r.metrics?.coalesced) notes.push(`${fmtInt(r.metrics.coalesced)} notifications coalesced`);
     if (r.kind === 'hot') notes.push(`min gap between hot-key events ${r.hot.minGapMs ?? '—'} ms`);
     if ((r.kind === 'burst' || r.kind === 'saturate' || r.kind === 'ceiling') && r.complete) {
       notes.push(`all delivered ${fmtInt(r.lastAfterCommitMs)} ms after the last ${r.kind === 'ceiling' ? 'accepted request' : 'commit'}`);
+    }
+    if (r.kind === 'saturate' && r.rateOver === 'writes' && r.deliveredPerSecAfterWrites != null) {
+      notes.push(`${fmtInt(r.deliveredPerSecAfterWrites)}/s delivered after the writers stopped`);
     }
     if (r.writerRows != null) notes.push(`${fmtInt(r.writerRows)} rows committed alongside (${fmtInt(r.writerRows / r.writeSeconds)}/s)`);
     if (r.reconnects) notes.push(`${r.reconnects} subscriber reconnects`);
@@ -207,6 +219,9 @@ export function renderReport({ results, quick, startedAt, finishedAt, machine, s
     'size and subscribers; the targets column adds the share of the ceiling with the writers running. ' +
     '"writer-bound" marks a bridge that delivered as fast as PostgreSQL committed on the shared cores (no backlog): the ' +
     'ceiling, which runs without PostgreSQL, is then out of reach for reasons outside the bridge.');
+  out.push('- **missing on a ceiling row** means Soketi outran a subscriber: Soketi 1.6.1 gives each WebSocket 1 MiB of ' +
+    'backpressure (`maxBackpressure` in its `dist/server.js`) and ignores `ws.send()`\'s result, so messages to a client ' +
+    'more than 1 MiB behind are dropped without closing it.');
   out.push('- With 100 subscribers the 100 pusher-js clients (2 Node.js processes) and Soketi\'s fan-out use most of the ' +
     'machine, so those rows show the pipeline\'s limit on these cores more than the bridge\'s.');
   out.push('');
