@@ -11,7 +11,12 @@ bool CoalescingQueue::push(const std::string& channel, Invalidation invalidation
   key += invalidation.cache_key;
 
   std::unique_lock lock(mutex_);
-  room_.wait(lock, [&] { return closed_ || keys_.size() < max_keys_ || keys_.count(key) > 0; });
+  auto has_room = [&] { return closed_ || keys_.size() < max_keys_ || keys_.count(key) > 0; };
+  while (!has_room()) {
+    forget_expired(Clock::now());
+    if (has_room()) break;
+    room_.wait_for(lock, std::chrono::milliseconds(50));
+  }
   if (closed_) return false;
 
   uint64_t sequence = next_sequence_++;
@@ -29,28 +34,36 @@ bool CoalescingQueue::push(const std::string& channel, Invalidation invalidation
   ++pending_;
   if (Clock::now() >= state.window_end) {
     make_ready(key, state);
-  }  // else: the timer set when the key was last taken fires at window_end
+  } else {
+    trailing_.emplace(state.window_end, key);
+    ready_or_timer_.notify_one();  // a waiting take() may need an earlier wake-up
+  }
   return true;
 }
 
 void CoalescingQueue::make_ready(const std::string& key, KeyState& state) {
   if (state.ready) return;
   state.ready = true;
+  if (ready_.empty()) ready_since_ = Clock::now();
   ready_.push_back(key);
   ready_or_timer_.notify_one();
 }
 
 void CoalescingQueue::fire_due_timers(Clock::time_point now) {
-  while (!timers_.empty() && timers_.top().first <= now) {
-    auto [due, key] = timers_.top();
-    timers_.pop();
+  while (!trailing_.empty() && trailing_.top().first <= now) {
+    auto [due, key] = trailing_.top();
+    trailing_.pop();
     auto it = keys_.find(key);
-    if (it == keys_.end() || it->second.window_end != due) continue;  // superseded timer
-    if (it->second.pending) {
-      make_ready(key, it->second);
-    } else {
-      forget_if_quiet(key, now);
-    }
+    if (it == keys_.end() || it->second.window_end != due || !it->second.pending) continue;
+    make_ready(key, it->second);
+  }
+  forget_expired(now);
+}
+
+void CoalescingQueue::forget_expired(Clock::time_point now) {
+  while (!expiries_.empty() && expiries_.front().first <= now) {
+    forget_if_quiet(expiries_.front().second, now);
+    expiries_.pop_front();
   }
 }
 
@@ -64,16 +77,22 @@ void CoalescingQueue::forget_if_quiet(const std::string& key, Clock::time_point 
   }
 }
 
-std::vector<QueuedInvalidation> CoalescingQueue::take(size_t max_items, Clock::time_point deadline) {
+std::vector<QueuedInvalidation> CoalescingQueue::take(size_t max_items, Clock::time_point deadline,
+                                                       Clock::duration linger) {
   std::vector<QueuedInvalidation> taken;
   std::unique_lock lock(mutex_);
   while (true) {
     auto now = Clock::now();
     fire_due_timers(now);
-    if (!ready_.empty()) break;
+    if (!ready_.empty()) {
+      auto full_at = ready_since_ + linger;
+      if (ready_.size() >= max_items || closed_ || now >= full_at) break;
+      ready_or_timer_.wait_until(lock, full_at);
+      continue;
+    }
     if (closed_ || now >= deadline) return taken;
     auto wake = deadline;
-    if (!timers_.empty() && timers_.top().first < wake) wake = timers_.top().first;
+    if (!trailing_.empty() && trailing_.top().first < wake) wake = trailing_.top().first;
     ready_or_timer_.wait_until(lock, wake);
   }
 
@@ -90,7 +109,7 @@ std::vector<QueuedInvalidation> CoalescingQueue::take(size_t max_items, Clock::t
     ++state.in_flight;
     if (window_.count() > 0) {
       state.window_end = now + window_;
-      timers_.emplace(state.window_end, key);
+      expiries_.emplace_back(state.window_end, key);
     } else {
       state.window_end = now;
     }

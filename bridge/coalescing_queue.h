@@ -50,9 +50,12 @@ class CoalescingQueue {
   bool push(const std::string& channel, Invalidation invalidation);
 
   // Waits until entries are ready (or `deadline` passes, or close()), then takes up to
-  // max_items of them. Each taken entry must be handed back to done() once published
-  // (or given up on). Returns an empty vector on timeout or after close() with nothing ready.
-  std::vector<QueuedInvalidation> take(size_t max_items, Clock::time_point deadline);
+  // max_items of them. With a `linger`, a partial batch waits up to that long after its first
+  // entry became ready for more to join it (fewer, fuller requests under load). Each taken
+  // entry must be handed back to done() once published (or given up on). Returns an empty
+  // vector on timeout or after close() with nothing ready.
+  std::vector<QueuedInvalidation> take(size_t max_items, Clock::time_point deadline,
+                                       Clock::duration linger = Clock::duration::zero());
   void done(const std::vector<QueuedInvalidation>& items);
 
   uint64_t next_sequence() const;
@@ -78,6 +81,7 @@ class CoalescingQueue {
   void fire_due_timers(Clock::time_point now);  // REQUIRES: mutex_ held
   void make_ready(const std::string& key, KeyState& state);  // REQUIRES: mutex_ held
   void forget_if_quiet(const std::string& key, Clock::time_point now);  // REQUIRES: mutex_ held
+  void forget_expired(Clock::time_point now);  // REQUIRES: mutex_ held
 
   const std::chrono::milliseconds window_;
   const size_t max_keys_;
@@ -88,8 +92,13 @@ class CoalescingQueue {
   // State below is protected by mutex_.
   std::unordered_map<std::string, KeyState> keys_;  // by channel + '\0' + cache key
   std::deque<std::string> ready_;
+  Clock::time_point ready_since_{};  // when ready_ last went from empty to non-empty
   using Timer = std::pair<Clock::time_point, std::string>;
-  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+  // Keys whose pending change waits for its window's end: the only reason take() wakes early.
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<>> trailing_;
+  // Every window opened, in time order (the window is constant): forgotten lazily once over
+  // if nothing new came, without waking anyone.
+  std::deque<Timer> expiries_;
   std::multiset<uint64_t> unpublished_;  // sequences of pending and in-flight entries
   uint64_t next_sequence_ = 1;
   uint64_t coalesced_ = 0;

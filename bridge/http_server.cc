@@ -1,3 +1,5 @@
+#include <pthread.h>
+
 #include "http_server.h"
 
 #include <httplib.h>
@@ -87,7 +89,10 @@ Status HttpServer::start() {
     return Status::error(fmt::format("cannot listen on {}:{} (from BRIDGE_HTTP_BIND and SOKETI_WEBHOOK_URL)",
                                      config_.http_bind, config_.http_port));
   }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "http");
+    server_->listen_after_bind();
+  });
   log::info("HTTP: webhooks on http://{}:{}{}, also /healthz /readyz /metrics", config_.http_bind,
             config_.http_port, config_.webhook_path);
   return Status::ok();

@@ -1,5 +1,6 @@
 // cache-bridge: PostgreSQL NOTIFY -> Soketi (Pusher HTTP API) cache invalidations.
 // Wires the modules together; each one's header says what it does.
+#include <malloc.h>
 #include <signal.h>
 
 #include <cstring>
@@ -74,6 +75,10 @@ int main(int argc, char** argv) {
   log::configure(config.debug ? log::Level::kDebug : log::Level::kInfo, config.log_format);
 
   if (check_only) return run_preflight(config);
+
+  // glibc gives every thread that allocates an arena of its own; a dozen mostly idle threads
+  // then hold several MB each. Two arenas are plenty for this workload.
+  mallopt(M_ARENA_MAX, 2);
 
   // Signals only wake the main thread; every other thread inherits the blocked mask.
   sigset_t signals;

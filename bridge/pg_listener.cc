@@ -1,3 +1,5 @@
+#include <pthread.h>
+
 #include "pg_listener.h"
 
 #include <fmt/ranges.h>
@@ -42,7 +44,12 @@ PgListener::PgListener(const Config& config, CoalescingQueue& queue, Metrics& me
 
 PgListener::~PgListener() { stop(); }
 
-void PgListener::start() { thread_ = std::thread([this] { run(); }); }
+void PgListener::start() {
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "pg-listener");
+    run();
+  });
+}
 
 void PgListener::stop() {
   stopping_ = true;

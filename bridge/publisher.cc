@@ -1,3 +1,5 @@
+#include <pthread.h>
+
 #include "publisher.h"
 
 #include <algorithm>
@@ -45,7 +47,12 @@ Publisher::~Publisher() {
 }
 
 void Publisher::start() {
-  for (int i = 0; i < config_.publish_concurrency; ++i) workers_.emplace_back([this] { run(); });
+  for (int i = 0; i < config_.publish_concurrency; ++i) {
+    workers_.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "publisher");
+      run();
+    });
+  }
 }
 
 void Publisher::drain_and_stop(std::chrono::milliseconds grace) {
@@ -61,7 +68,8 @@ void Publisher::run() {
   SoketiClient client(config_);
   while (true) {
     auto items = queue_.take(config_.max_batch_size,
-                             CoalescingQueue::Clock::now() + std::chrono::seconds(1));
+                             CoalescingQueue::Clock::now() + std::chrono::seconds(1),
+                             config_.publish_linger);
     metrics_.queue_depth = static_cast<int64_t>(queue_.pending_keys());
     metrics_.coalesced = queue_.coalesced_count();
     if (items.empty()) {
@@ -85,7 +93,9 @@ void Publisher::publish_with_retries(SoketiClient& client,
   static thread_local std::minstd_rand jitter(std::random_device{}());
   std::chrono::milliseconds backoff{100};
   for (int attempt = 1;; ++attempt) {
-    std::this_thread::sleep_for(rate_limiter_.reserve(static_cast<double>(events.size())));
+    if (auto wait = rate_limiter_.reserve(static_cast<double>(events.size())); wait.count() > 0) {
+      std::this_thread::sleep_for(wait);
+    }
     PublishOutcome outcome = client.publish(events);
     if (outcome.kind == PublishOutcome::Kind::kOk) {
       metrics_.events_published += events.size();

@@ -1,3 +1,5 @@
+#include <pthread.h>
+
 #include "replayer.h"
 
 #include "invalidation_store.h"
@@ -14,7 +16,12 @@ Replayer::Replayer(const Config& config, CoalescingQueue& queue, Metrics& metric
 
 Replayer::~Replayer() { stop(); }
 
-void Replayer::start() { thread_ = std::thread([this] { run(); }); }
+void Replayer::start() {
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "replayer");
+    run();
+  });
+}
 
 void Replayer::stop() {
   {

@@ -136,3 +136,22 @@ TEST_CASE("close() releases what waits for its window") {
   CHECK(items[0].invalidation.invalidated_at_ms == 2);
   CHECK_FALSE(q.push("c", inv("k", 3)));
 }
+
+TEST_CASE("with a linger, a partial batch waits for more entries; a full one goes at once") {
+  CoalescingQueue q(0ms, 100);
+  REQUIRE(q.push("c", inv("a", 1)));
+  std::thread late([&] {
+    std::this_thread::sleep_for(50ms);
+    (void)q.push("c", inv("b", 1));
+  });
+  auto items = q.take(10, soon(), 500ms);
+  late.join();
+  CHECK(items.size() == 2);  // b joined a's batch
+
+  REQUIRE(q.push("c", inv("c", 1)));
+  REQUIRE(q.push("c", inv("d", 1)));
+  auto start = now();
+  auto full = q.take(2, soon(), 10s);
+  CHECK(full.size() == 2);
+  CHECK(now() - start < 1s);
+}
