@@ -11,7 +11,9 @@ bool CoalescingQueue::push(const std::string& channel, Invalidation invalidation
   key += invalidation.cache_key;
 
   std::unique_lock lock(mutex_);
-  auto has_room = [&] { return closed_ || keys_.size() < max_keys_ || keys_.count(key) > 0; };
+  // Only entries that carry an invalidation count: a quiet key remembered for its window
+  // holds no payload, and counting it would cap throughput at max_keys per window.
+  auto has_room = [&] { return closed_ || pending_ + in_flight_ < max_keys_ || keys_.count(key) > 0; };
   while (!has_room()) {
     forget_expired(Clock::now());
     if (has_room()) break;
@@ -121,6 +123,7 @@ std::vector<QueuedInvalidation> CoalescingQueue::take(size_t max_items, Clock::t
 void CoalescingQueue::done(const std::vector<QueuedInvalidation>& items) {
   std::lock_guard lock(mutex_);
   auto now = Clock::now();
+  room_.notify_all();
   for (const auto& item : items) {
     unpublished_.erase(unpublished_.find(item.sequence));
     --in_flight_;

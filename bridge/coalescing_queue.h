@@ -6,9 +6,9 @@
 // newest timestamp, published when the window ends (trailing edge): a burst costs one
 // event per window and the final state is never skipped.
 //
-// Memory is bounded by the number of distinct keys seen within a window, capped at
-// max_keys: push() of a new key blocks while the cap is reached (backpressure on the
-// listener, never a drop).
+// At most max_keys entries wait or are in flight: push() of a new key blocks while the cap is
+// reached (backpressure on the listener, never a drop). Besides those, a key published
+// within the last window is remembered without its payload (a few dozen bytes).
 //
 // Every push gets a sequence number. low_watermark() is the smallest sequence not yet
 // published (or next_sequence() when all are), so the listener knows what is safely out.
@@ -88,7 +88,7 @@ class CoalescingQueue {
 
   mutable std::mutex mutex_;
   std::condition_variable ready_or_timer_;  // signalled when ready_ grows or on close
-  std::condition_variable room_;            // signalled when keys_ shrinks or on close
+  std::condition_variable room_;            // signalled when entries are done or on close
   // State below is protected by mutex_.
   std::unordered_map<std::string, KeyState> keys_;  // by channel + '\0' + cache key
   std::deque<std::string> ready_;

@@ -4,6 +4,7 @@
 
 #include <fmt/ranges.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <random>
@@ -26,6 +27,7 @@ constexpr milliseconds kCheckpointInterval{1000};
 constexpr milliseconds kNotificationDelivery{1000};
 constexpr milliseconds kVerifyInterval{5000};
 constexpr milliseconds kReadyWindow{15000};
+constexpr int kReceiveBufferBytes = 256 * 1024;
 
 int64_t steady_ms() {
   return std::chrono::duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
@@ -96,6 +98,10 @@ void PgListener::run() {
 
 Status PgListener::connect_and_catch_up() {
   if (auto s = pg_connect(config_.database_url, &conn_); !s) return s;
+  // libpq reads everything the kernel has buffered and keeps every notification in it in
+  // memory; a small receive buffer leaves a backlog in PostgreSQL's queue instead.
+  int receive_buffer = kReceiveBufferBytes;
+  ::setsockopt(PQsocket(conn_.get()), SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
   for (const auto& channel : config_.pg_channels) {
     char* quoted = PQescapeIdentifier(conn_.get(), channel.c_str(), channel.size());
     if (!quoted) return Status::error(pg_error(conn_.get()));

@@ -155,3 +155,20 @@ TEST_CASE("with a linger, a partial batch waits for more entries; a full one goe
   CHECK(full.size() == 2);
   CHECK(now() - start < 1s);
 }
+
+TEST_CASE("keys remembered for their window do not count against the cap") {
+  CoalescingQueue q(10s, 2);
+  REQUIRE(q.push("c", inv("a", 1)));
+  REQUIRE(q.push("c", inv("b", 1)));
+  q.done(q.take(10, soon()));  // a and b published, remembered until their window ends
+  std::atomic<int> pushed{0};
+  std::thread producer([&] {
+    pushed += q.push("c", inv("c", 1));
+    pushed += q.push("c", inv("d", 1));
+  });
+  auto deadline = now() + 2s;
+  while (pushed < 2 && now() < deadline) std::this_thread::sleep_for(5ms);
+  CHECK(pushed == 2);
+  q.close();
+  producer.join();
+}
