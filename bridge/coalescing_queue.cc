@@ -13,7 +13,11 @@ bool CoalescingQueue::push(const std::string& channel, Invalidation invalidation
   std::unique_lock lock(mutex_);
   // Only entries that carry an invalidation count: a quiet key remembered for its window
   // holds no payload, and counting it would cap throughput at max_keys per window.
-  auto has_room = [&] { return closed_ || pending_ + in_flight_ < max_keys_ || keys_.count(key) > 0; };
+  auto merges = [&] {
+    auto it = keys_.find(key);
+    return it != keys_.end() && it->second.pending.has_value();
+  };
+  auto has_room = [&] { return closed_ || pending_ + in_flight_ < max_keys_ || merges(); };
   while (!has_room()) {
     forget_expired(Clock::now());
     if (has_room()) break;
