@@ -169,6 +169,20 @@ BEGIN
 END
 $pin$;
 
+-- Forgets keys invalidated longer ago than `older_than` that every bridge's cursor has passed
+-- (so nothing unpublished goes). Returns how many rows it deleted. Schedule it (pg_cron, a
+-- cron job) if the store should not keep every key ever invalidated; replay never looks
+-- further back than BRIDGE_REPLAY_MAX_AGE_S anyway.
+CREATE OR REPLACE FUNCTION cache_invalidation_prune(older_than interval)
+RETURNS bigint LANGUAGE sql VOLATILE AS $$
+    WITH gone AS (
+        DELETE FROM cache_invalidated_at
+        WHERE invalidated_at < now() - older_than
+          AND writer_xid < (SELECT min(resume_xid) FROM cache_bridge_cursor)
+        RETURNING 1)
+    SELECT count(*) FROM gone;
+$$;
+
 CREATE OR REPLACE FUNCTION cache_invalidation_detach(target regclass)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN

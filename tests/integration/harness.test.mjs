@@ -112,6 +112,28 @@ describe('PostgreSQL and the SQL triggers', () => {
   });
 });
 
+describe('pruning the store', () => {
+  let db;
+  before(async () => { db = await startPostgres(); });
+  after(async () => { await db?.stop(); });
+
+  test('cache_invalidation_prune forgets only old keys that every cursor has passed', async () => {
+    await db.query(`SELECT cache_invalidation_record('old:1', 't'), cache_invalidation_record('old:2', 't')`);
+    await db.query(`UPDATE cache_invalidated_at SET invalidated_at = now() - interval '2 days'`);
+    // No bridge has a cursor yet: nothing is known to be published, nothing goes.
+    assert.equal(Number((await db.query(`SELECT cache_invalidation_prune('1 day') AS n`)).rows[0].n), 0);
+    await db.query(`INSERT INTO cache_bridge_cursor (name, resume_xid) VALUES ('a', pg_snapshot_xmin(pg_current_snapshot()))`);
+    await db.query(`SELECT cache_invalidation_record('new:1', 't')`);
+    // A second bridge that is behind holds everything back.
+    await db.query(`INSERT INTO cache_bridge_cursor (name, resume_xid) VALUES ('b', '1')`);
+    assert.equal(Number((await db.query(`SELECT cache_invalidation_prune('1 day') AS n`)).rows[0].n), 0);
+    await db.query(`DELETE FROM cache_bridge_cursor WHERE name = 'b'`);
+    assert.equal(Number((await db.query(`SELECT cache_invalidation_prune('1 day') AS n`)).rows[0].n), 2);
+    const left = (await db.query(`SELECT cache_key FROM cache_invalidated_at ORDER BY 1`)).rows.map((r) => r.cache_key);
+    assert.deepEqual(left, ['new:1']);
+  });
+});
+
 describe('Soketi through scripts/soketi', () => {
   let soketi;
   let webhookServer;
