@@ -15,7 +15,7 @@ bool CoalescingQueue::push(const std::string& channel, Invalidation invalidation
   // holds no payload, and counting it would cap throughput at max_keys per window.
   auto merges = [&] {
     auto it = keys_.find(key);
-    return it != keys_.end() && it->second.pending.has_value();
+    return it != keys_.end() && it->second.pending != nullptr;
   };
   auto has_room = [&] { return closed_ || pending_ + in_flight_ < max_keys_ || merges(); };
   while (!has_room()) {
@@ -26,15 +26,13 @@ bool CoalescingQueue::push(const std::string& channel, Invalidation invalidation
   if (closed_) return false;
 
   uint64_t sequence = next_sequence_++;
-  auto [it, inserted] = keys_.try_emplace(key);
-  KeyState& state = it->second;
-  if (inserted) state.channel = channel;
+  KeyState& state = keys_[key];
   if (state.pending) {
-    state.pending = newest_of(std::move(*state.pending), std::move(invalidation));
+    *state.pending = newest_of(std::move(*state.pending), std::move(invalidation));
     ++coalesced_;
     return true;  // already ready or waiting for its window
   }
-  state.pending = std::move(invalidation);
+  state.pending = std::make_unique<Invalidation>(std::move(invalidation));
   state.pending_sequence = sequence;
   unpublished_.insert(sequence);
   ++pending_;
@@ -108,7 +106,7 @@ std::vector<QueuedInvalidation> CoalescingQueue::take(size_t max_items, Clock::t
     ready_.pop_front();
     KeyState& state = keys_.at(key);
     state.ready = false;
-    taken.push_back({state.channel, std::move(*state.pending), state.pending_sequence});
+    taken.push_back({key.substr(0, key.find('\0')), std::move(*state.pending), state.pending_sequence});
     state.pending.reset();
     --pending_;
     ++in_flight_;

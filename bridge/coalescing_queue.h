@@ -20,8 +20,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
-#include <optional>
 #include <queue>
 #include <set>
 #include <string>
@@ -69,9 +69,9 @@ class CoalescingQueue {
   void close();
 
  private:
+  // Kept small: a key stays in keys_ for its whole window, pending or not.
   struct KeyState {
-    std::string channel;
-    std::optional<Invalidation> pending;
+    std::unique_ptr<Invalidation> pending;
     uint64_t pending_sequence = 0;
     Clock::time_point window_end{};  // no publication before this (leading edge: in the past)
     bool ready = false;              // in ready_
