@@ -11,6 +11,7 @@
 
 #include "event_encoder.h"
 #include "invalidation_store.h"
+#include "clock.h"
 #include "log.h"
 #include "notification_mapper.h"
 
@@ -28,16 +29,6 @@ constexpr milliseconds kNotificationDelivery{1000};
 constexpr milliseconds kVerifyInterval{5000};
 constexpr milliseconds kReadyWindow{15000};
 constexpr int kReceiveBufferBytes = 256 * 1024;
-
-int64_t steady_ms() {
-  return std::chrono::duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
-}
-
-int64_t epoch_ms() {
-  return std::chrono::duration_cast<milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 

@@ -5,22 +5,11 @@
 #include <algorithm>
 #include <random>
 
+#include "clock.h"
 #include "log.h"
 
 namespace bridge {
 namespace {
-
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t epoch_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 const char* kind_name(PublishOutcome::Kind kind) {
   switch (kind) {
