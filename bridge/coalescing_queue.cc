@@ -1,14 +1,25 @@
 #include "coalescing_queue.h"
 
 namespace bridge {
+namespace {
+
+// keys_ is indexed by channel and cache key together: one key may go to several channels.
+std::string key_of(const std::string& channel, const std::string& cache_key) {
+  std::string key;
+  key.reserve(channel.size() + 1 + cache_key.size());
+  key += channel;
+  key.push_back('\0');
+  key += cache_key;
+  return key;
+}
+
+}  // namespace
 
 CoalescingQueue::CoalescingQueue(std::chrono::milliseconds window, size_t max_keys)
     : window_(window), max_keys_(max_keys) {}
 
 bool CoalescingQueue::push(const std::string& channel, Invalidation invalidation) {
-  std::string key = channel;
-  key.push_back('\0');
-  key += invalidation.cache_key;
+  std::string key = key_of(channel, invalidation.cache_key);
 
   std::unique_lock lock(mutex_);
   // Only entries that carry an invalidation count: a quiet key remembered for its window
@@ -129,9 +140,7 @@ void CoalescingQueue::done(const std::vector<QueuedInvalidation>& items) {
   for (const auto& item : items) {
     unpublished_.erase(unpublished_.find(item.sequence));
     --in_flight_;
-    std::string key = item.channel;
-    key.push_back('\0');
-    key += item.invalidation.cache_key;
+    std::string key = key_of(item.channel, item.invalidation.cache_key);
     auto it = keys_.find(key);
     if (it == keys_.end()) continue;
     --it->second.in_flight;

@@ -24,10 +24,11 @@ std::optional<std::string_view> header(const httplib::Request& request, const ch
 
 }  // namespace
 
-HttpServer::HttpServer(const Config& config, Metrics& metrics, PgListener& listener,
-                       Replayer& replayer, std::string version)
+HttpServer::HttpServer(const Config& config, Metrics& metrics, const CoalescingQueue& queue,
+                       PgListener& listener, Replayer& replayer, std::string version)
     : config_(config),
       metrics_(metrics),
+      queue_(queue),
       listener_(listener),
       replayer_(replayer),
       version_(std::move(version)),
@@ -77,6 +78,9 @@ Status HttpServer::start() {
   });
 
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
+    // The queue's own counters, read per scrape rather than per publish.
+    metrics_.queue_depth = static_cast<int64_t>(queue_.pending_keys());
+    metrics_.coalesced = queue_.coalesced_count();
     response.set_content(metrics_.render(version_), "text/plain; version=0.0.4");
   });
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "coalescing_queue.h"
 #include "config.h"
 #include "metrics.h"
 #include "pg_listener.h"
@@ -26,8 +27,8 @@ namespace bridge {
 
 class HttpServer {
  public:
-  HttpServer(const Config& config, Metrics& metrics, PgListener& listener, Replayer& replayer,
-             std::string version);
+  HttpServer(const Config& config, Metrics& metrics, const CoalescingQueue& queue,
+             PgListener& listener, Replayer& replayer, std::string version);
   ~HttpServer();  // stops and joins
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -41,6 +42,7 @@ class HttpServer {
 
   const Config& config_;
   Metrics& metrics_;
+  const CoalescingQueue& queue_;
   PgListener& listener_;
   Replayer& replayer_;
   const std::string version_;

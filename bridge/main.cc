@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
   Publisher publisher(config, queue, metrics);
   PgListener listener(config, queue, metrics);
   Replayer replayer(config, queue, metrics);
-  HttpServer http(config, metrics, listener, replayer, CACHE_BRIDGE_VERSION);
+  HttpServer http(config, metrics, queue, listener, replayer, CACHE_BRIDGE_VERSION);
 
   if (auto s = http.start(); !s) {
     log::error("{}", s.message());

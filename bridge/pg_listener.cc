@@ -166,7 +166,7 @@ Status PgListener::receive_until_broken() {
 void PgListener::handle_notification(const PGnotify& notify) {
   std::string_view channel = notify.relname;
   std::string_view payload = notify.extra ? notify.extra : "";
-  if (auto it = metrics_.notifications_received.find(std::string(channel));
+  if (auto it = metrics_.notifications_received.find(channel);
       it != metrics_.notifications_received.end()) {
     ++it->second;
   }

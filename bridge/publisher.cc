@@ -59,8 +59,6 @@ void Publisher::run() {
     auto items = queue_.take(config_.max_batch_size,
                              CoalescingQueue::Clock::now() + std::chrono::seconds(1),
                              config_.publish_linger);
-    metrics_.queue_depth = static_cast<int64_t>(queue_.pending_keys());
-    metrics_.coalesced = queue_.coalesced_count();
     if (items.empty()) {
       if (stopping_ || give_up_at_ms_ != 0) return;  // closed and drained
       continue;
