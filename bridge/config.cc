@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include "channel_name.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -169,8 +171,8 @@ ConfigResult parse_config(const EnvMap& env) {
   }
 
   c.channel_template = r.text("BRIDGE_CHANNEL", c.channel_template);
-  if (c.channel_template.size() > 164) {
-    r.errors.push_back("BRIDGE_CHANNEL: longer than Pusher's 164-byte channel name limit");
+  if (std::string why; !is_valid_channel_template(c.channel_template, &why)) {
+    r.errors.push_back("BRIDGE_CHANNEL: " + why);
   }
   c.event_name = r.text("BRIDGE_EVENT", c.event_name);
   if (c.event_name.size() > 200) r.errors.push_back("BRIDGE_EVENT: longer than 200 bytes");
@@ -183,6 +185,13 @@ ConfigResult parse_config(const EnvMap& env) {
   c.replay_max_age = std::chrono::seconds(r.integer("BRIDGE_REPLAY_MAX_AGE_S", 86400, 1, 315360000));
   c.replay_max_keys = static_cast<int>(r.integer("BRIDGE_REPLAY_MAX_KEYS", 1000, 0, 10000000));
   c.cursor_name = r.text("BRIDGE_CURSOR_NAME", c.cursor_name);
+
+  c.clock_margin = std::chrono::milliseconds(r.integer("BRIDGE_CLOCK_MARGIN_MS", 0, 0, 60000));
+  c.frozen_clock_ms = r.integer("BRIDGE_TEST_FROZEN_CLOCK_MS", 0, 0, 253402300799999);
+  c.snapshot_max_per_second =
+      static_cast<double>(r.integer("BRIDGE_SNAPSHOT_MAX_PER_SEC", 50, 1, 1000000));
+  c.snapshot_cors_origin = r.text("BRIDGE_SNAPSHOT_CORS_ORIGIN", c.snapshot_cors_origin);
+  c.snapshot_max_keys = static_cast<int>(r.integer("BRIDGE_SNAPSHOT_MAX_KEYS", 10000, 1, 1000000));
 
   c.debug = r.boolean("SOKETI_DEBUG", false);
   std::string format = r.text("BRIDGE_LOG_FORMAT", "text");

@@ -47,7 +47,14 @@ struct Config {
   // Replay and catch-up.
   std::chrono::seconds replay_max_age{86400};
   int replay_max_keys = 1000;
-  std::string cursor_name = "default";
+  std::string cursor_name = "default";  // also names the bridge's stamps in the store
+
+  // The timestamp contract (ChangeClock) and the snapshot endpoint.
+  std::chrono::milliseconds clock_margin{0};  // BRIDGE_CLOCK_MARGIN_MS
+  int64_t frozen_clock_ms = 0;                // BRIDGE_TEST_FROZEN_CLOCK_MS (tests only)
+  double snapshot_max_per_second = 50;        // BRIDGE_SNAPSHOT_MAX_PER_SEC
+  std::string snapshot_cors_origin = "*";     // BRIDGE_SNAPSHOT_CORS_ORIGIN
+  int snapshot_max_keys = 10000;              // BRIDGE_SNAPSHOT_MAX_KEYS
 
   bool debug = false;
   log::Format log_format = log::Format::kText;

@@ -9,15 +9,6 @@ namespace {
 
 using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
 
-bool allowed_in_channel(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         c == '_' || c == '-' || c == '=' || c == '@' || c == ',' || c == '.' || c == ';';
-}
-
-void append_sanitized(std::string* out, std::string_view text) {
-  for (unsigned char c : text) out->push_back(allowed_in_channel(c) ? static_cast<char>(c) : '-');
-}
-
 void write_string(JsonWriter& w, std::string_view s) {
   w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
 }
@@ -30,6 +21,8 @@ std::string encode(const Invalidation& inv, bool with_data) {
   write_string(w, inv.cache_key);
   w.Key("invalidatedAt");
   w.Int64(inv.invalidated_at_ms);
+  w.Key("seq");
+  w.Int64(inv.seq);
   if (!inv.table.empty()) {
     w.Key("table");
     write_string(w, inv.table);
@@ -59,24 +52,6 @@ std::string encode(const Invalidation& inv, bool with_data) {
 
 }  // namespace
 
-std::string expand_channel(std::string_view channel_template, std::string_view table,
-                           std::string_view cache_key) {
-  std::string out;
-  size_t pos = 0;
-  while (pos < channel_template.size()) {
-    if (channel_template.substr(pos, 7) == "{table}") {
-      append_sanitized(&out, table);
-      pos += 7;
-    } else if (channel_template.substr(pos, 5) == "{key}") {
-      append_sanitized(&out, cache_key);
-      pos += 5;
-    } else {
-      out.push_back(channel_template[pos++]);
-    }
-  }
-  return out;
-}
-
 std::string encode_event_data(const Invalidation& inv, size_t max_bytes) {
   std::string data = encode(inv, true);
   if (data.size() > max_bytes && !inv.data_json.empty()) data = encode(inv, false);
@@ -100,6 +75,36 @@ std::string encode_batch_body(const std::vector<PusherEvent>& events) {
     w.EndObject();
   }
   w.EndArray();
+  w.EndObject();
+  return {buffer.GetString(), buffer.GetSize()};
+}
+
+std::string encode_snapshot(std::string_view channel, const std::vector<Invalidation>& invalidations,
+                            bool truncated) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  w.StartObject();
+  w.Key("channel");
+  write_string(w, channel);
+  w.Key("invalidations");
+  w.StartArray();
+  for (const auto& inv : invalidations) {
+    w.StartObject();
+    w.Key("cacheKey");
+    write_string(w, inv.cache_key);
+    w.Key("invalidatedAt");
+    w.Int64(inv.invalidated_at_ms);
+    w.Key("seq");
+    w.Int64(inv.seq);
+    if (!inv.table.empty()) {
+      w.Key("table");
+      write_string(w, inv.table);
+    }
+    w.EndObject();
+  }
+  w.EndArray();
+  w.Key("truncated");
+  w.Bool(truncated);
   w.EndObject();
   return {buffer.GetString(), buffer.GetSize()};
 }

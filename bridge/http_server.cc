@@ -25,12 +25,14 @@ std::optional<std::string_view> header(const httplib::Request& request, const ch
 }  // namespace
 
 HttpServer::HttpServer(const Config& config, Metrics& metrics, const CoalescingQueue& queue,
-                       PgListener& listener, Replayer& replayer, std::string version)
+                       PgListener& listener, Replayer& replayer, SnapshotService& snapshots,
+                       std::string version)
     : config_(config),
       metrics_(metrics),
       queue_(queue),
       listener_(listener),
       replayer_(replayer),
+      snapshots_(snapshots),
       version_(std::move(version)),
       server_(std::make_unique<httplib::Server>()) {}
 
@@ -82,6 +84,18 @@ Status HttpServer::start() {
     metrics_.queue_depth = static_cast<int64_t>(queue_.pending_keys());
     metrics_.coalesced = queue_.coalesced_count();
     response.set_content(metrics_.render(version_), "text/plain; version=0.0.4");
+  });
+
+  server_->Get("/snapshot", [this](const httplib::Request& request, httplib::Response& response) {
+    SnapshotQuery query{request.get_param_value("channel"), request.get_param_value("since"),
+                        request.get_param_value("socket_id"), request.get_param_value("auth"),
+                        request.get_param_value("channel_data")};
+    SnapshotAnswer answer = snapshots_.answer(query);
+    response.status = answer.status;
+    response.set_header("Access-Control-Allow-Origin", config_.snapshot_cors_origin);
+    response.set_header("Cache-Control", "no-store");
+    if (answer.retry_after_s > 0) response.set_header("Retry-After", std::to_string(answer.retry_after_s));
+    response.set_content(answer.body, answer.status == 200 ? "application/json" : "text/plain");
   });
 
   // 413 for oversized bodies comes from set_payload_max_length; count it as a rejection.

@@ -3,6 +3,7 @@
 //   GET  /healthz        the process is alive.
 //   GET  /readyz         LISTEN connection up and recently verified, Soketi accepts our credentials.
 //   GET  /metrics        Prometheus text format.
+//   GET  /snapshot       one channel's current stamps for a new subscriber (snapshot.h), with CORS.
 // Handlers run on cpp-httplib's thread pool; everything they touch is thread-safe.
 #pragma once
 
@@ -17,6 +18,7 @@
 #include "metrics.h"
 #include "pg_listener.h"
 #include "replayer.h"
+#include "snapshot.h"
 #include "status.h"
 
 namespace httplib {
@@ -28,7 +30,7 @@ namespace bridge {
 class HttpServer {
  public:
   HttpServer(const Config& config, Metrics& metrics, const CoalescingQueue& queue,
-             PgListener& listener, Replayer& replayer, std::string version);
+             PgListener& listener, Replayer& replayer, SnapshotService& snapshots, std::string version);
   ~HttpServer();  // stops and joins
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -45,6 +47,7 @@ class HttpServer {
   const CoalescingQueue& queue_;
   PgListener& listener_;
   Replayer& replayer_;
+  SnapshotService& snapshots_;
   const std::string version_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;

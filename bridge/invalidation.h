@@ -8,7 +8,10 @@ namespace bridge {
 
 struct Invalidation {
   std::string cache_key;
-  int64_t invalidated_at_ms = 0;  // epoch milliseconds of the change
+  // The change's position in commit order (ChangeClock): per key, larger is newer, and two
+  // changes of one key never share a value. 0 until stamped.
+  int64_t seq = 0;
+  int64_t invalidated_at_ms = 0;  // epoch ms, later than the change became visible (from seq)
   std::string table;              // empty when unknown
   std::string action;             // insert, update or delete; empty when unknown
   std::string id_json;            // the row id as a JSON value; empty when unknown
@@ -17,15 +20,12 @@ struct Invalidation {
   bool replay = false;            // re-sent state (catch-up for a new subscriber), not a new change
 };
 
-// Of two invalidations of the same key, the one a subscriber should end up with.
-// Timestamps only move forward; a replay merged with a live change is no longer a replay.
-// On equal timestamps (a replay of the very change that is pending) the one with the
-// change's details wins.
+// Of two invalidations of the same key, the one a subscriber should end up with: the larger
+// seq. A replay merged with a live change is no longer a replay. On equal seq (a replay of
+// the very change that is pending) the one with the change's details wins.
 inline Invalidation newest_of(Invalidation a, Invalidation b) {
   bool replay = a.replay && b.replay;
-  bool take_b = b.invalidated_at_ms != a.invalidated_at_ms
-                    ? b.invalidated_at_ms > a.invalidated_at_ms
-                    : a.action.empty() || !b.action.empty();
+  bool take_b = b.seq != a.seq ? b.seq > a.seq : a.action.empty() || !b.action.empty();
   Invalidation out = take_b ? std::move(b) : std::move(a);
   out.replay = replay;
   return out;

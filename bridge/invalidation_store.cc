@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 
+#include "change_clock.h"
+
 namespace bridge::store {
 namespace {
 
@@ -11,7 +13,6 @@ Invalidation row_to_invalidation(const PGresult* row) {
   Invalidation inv;
   inv.cache_key = PQgetvalue(row, 0, 0);
   inv.table = PQgetvalue(row, 0, 1);
-  inv.invalidated_at_ms = std::strtoll(PQgetvalue(row, 0, 2), nullptr, 10);
   return inv;
 }
 
@@ -41,12 +42,21 @@ Status stream_rows(PGconn* conn, const std::string& sql, const std::vector<std::
   return status;
 }
 
-// The SQL twin of expand_channel(): the same substitutions and the same sanitising.
-constexpr const char* kChannelOfRow =
-    "replace(replace($1, '{table}', regexp_replace(table_name, '[^A-Za-z0-9_=@,.;-]', '-', 'g')),"
-    " '{key}', regexp_replace(cache_key, '[^A-Za-z0-9_=@,.;-]', '-', 'g'))";
-
-constexpr const char* kEpochMs = "floor(extract(epoch FROM invalidated_at) * 1000)::bigint";
+// A PostgreSQL array literal of text values: {"a","b\"c"}.
+std::string text_array(const std::vector<StampRow>& rows, std::string StampRow::*field) {
+  std::string out = "{";
+  for (const auto& row : rows) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    for (char c : row.*field) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
 
 }  // namespace
 
@@ -107,27 +117,79 @@ Status read_since(PGconn* conn, const std::string& resume_xid,
   Status status = current_xmin(conn, snapshot_xmin);
   if (status) {
     status = stream_rows(conn,
-                         fmt::format("SELECT cache_key, table_name, {} FROM cache_invalidated_at "
-                                     "WHERE writer_xid >= $1::xid8",
-                                     kEpochMs),
+                         "SELECT cache_key, table_name FROM cache_invalidated_at "
+                         "WHERE writer_xid >= $1::xid8",
                          {resume_xid}, [&](const PGresult* row) { each(row_to_invalidation(row)); });
   }
   Status end = pg_exec(conn, status ? "COMMIT" : "ROLLBACK");
   return status ? end : status;
 }
 
-Status read_for_channel(PGconn* conn, const std::string& channel_template,
-                        const std::string& channel, std::chrono::seconds max_age, int max_keys,
-                        const std::function<void(Invalidation)>& each) {
-  std::string sql = fmt::format(
-      "SELECT * FROM (SELECT cache_key, table_name, {} AS at_ms FROM cache_invalidated_at "
-      "WHERE invalidated_at > now() - make_interval(secs => $3::double precision) "
-      "AND {} = $2 ORDER BY invalidated_at DESC LIMIT $4::int) newest ORDER BY at_ms",
-      kEpochMs, kChannelOfRow);
-  return stream_rows(conn, sql,
-                     {channel_template, channel, std::to_string(max_age.count()),
-                      std::to_string(max_keys)},
-                     [&](const PGresult* row) { each(row_to_invalidation(row)); });
+Status check_stamps_installed(PGconn* conn, bool* installed) {
+  PgResultPtr result;
+  if (auto s = pg_exec(conn, "SELECT to_regclass('cache_bridge_stamp') IS NOT NULL", &result); !s) {
+    return s;
+  }
+  *installed = PQgetvalue(result.get(), 0, 0)[0] == 't';
+  return Status::ok();
+}
+
+Status max_stamp_seq(PGconn* conn, const std::string& bridge_name, int64_t* seq) {
+  PgResultPtr result;
+  if (auto s = pg_exec_params(conn,
+                              "SELECT coalesce(max(seq), 0) FROM cache_bridge_stamp WHERE bridge_name = $1",
+                              {bridge_name}, &result);
+      !s) {
+    return s;
+  }
+  *seq = std::strtoll(PQgetvalue(result.get(), 0, 0), nullptr, 10);
+  return Status::ok();
+}
+
+Status write_stamps(PGconn* conn, const std::string& bridge_name, const std::vector<StampRow>& rows) {
+  if (rows.empty()) return Status::ok();
+  std::string seqs = "{";
+  for (const auto& row : rows) {
+    if (seqs.size() > 1) seqs += ',';
+    seqs += std::to_string(row.seq);
+  }
+  seqs += '}';
+  return pg_exec_params(
+      conn,
+      "INSERT INTO cache_bridge_stamp AS s (bridge_name, cache_key, channel, table_name, seq) "
+      "SELECT $1, k, c, t, q FROM unnest($2::text[], $3::text[], $4::text[], $5::bigint[]) AS u(k, c, t, q) "
+      "ON CONFLICT (bridge_name, cache_key) DO UPDATE "
+      "SET channel = excluded.channel, table_name = excluded.table_name, seq = excluded.seq "
+      "WHERE s.seq < excluded.seq",
+      {bridge_name, text_array(rows, &StampRow::cache_key), text_array(rows, &StampRow::channel),
+       text_array(rows, &StampRow::table), seqs});
+}
+
+Status read_channel_stamps(PGconn* conn, const std::string& bridge_name, const std::string& channel,
+                           int64_t min_seq, int max_keys,
+                           const std::function<void(Invalidation)>& each, bool* truncated) {
+  // Newest first, one row more than asked for (it tells whether the answer is complete);
+  // handed out oldest first. At most max_keys + 1 rows are held.
+  std::vector<Invalidation> newest_first;
+  auto s = stream_rows(
+      conn,
+      "SELECT cache_key, table_name, seq FROM cache_bridge_stamp "
+      "WHERE bridge_name = $1 AND channel = $2 AND seq > $3::bigint ORDER BY seq DESC LIMIT $4::int + 1",
+      {bridge_name, channel, std::to_string(min_seq), std::to_string(max_keys)},
+      [&](const PGresult* row) {
+        Invalidation inv;
+        inv.cache_key = PQgetvalue(row, 0, 0);
+        inv.table = PQgetvalue(row, 0, 1);
+        inv.seq = std::strtoll(PQgetvalue(row, 0, 2), nullptr, 10);
+        inv.invalidated_at_ms = invalidated_at_of(inv.seq);
+        newest_first.push_back(std::move(inv));
+      });
+  if (!s) return s;
+  bool more = newest_first.size() > static_cast<size_t>(max_keys);
+  if (more) newest_first.pop_back();
+  if (truncated) *truncated = more;
+  for (auto it = newest_first.rbegin(); it != newest_first.rend(); ++it) each(std::move(*it));
+  return Status::ok();
 }
 
 }  // namespace bridge::store

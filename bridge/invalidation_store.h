@@ -6,6 +6,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "invalidation.h"
 #include "pg_connection.h"
@@ -25,16 +26,35 @@ Status save_cursor(PGconn* conn, const std::string& name, const std::string& res
 // every transaction that commits from now on has an id >= this.
 Status current_xmin(PGconn* conn, std::string* xmin);
 
-// Streams every key written since resume_xid (one row at a time: bounded memory) and
-// sets *snapshot_xmin to the xmin of the snapshot that read them. `each` may block.
+// Streams every key written since resume_xid (one row at a time: bounded memory; cache_key
+// and table only, not stamped) and sets *snapshot_xmin to the xmin of the snapshot that read
+// them. `each` may block.
 Status read_since(PGconn* conn, const std::string& resume_xid,
                   const std::function<void(Invalidation)>& each, std::string* snapshot_xmin);
 
-// Keys whose channel (BRIDGE_CHANNEL expanded as expand_channel() does) is `channel`,
-// invalidated within max_age: the newest max_keys of them, oldest first (so the last event a
-// channel sees, the one Soketi caches on cache- channels, is the newest).
-Status read_for_channel(PGconn* conn, const std::string& channel_template,
-                        const std::string& channel, std::chrono::seconds max_age, int max_keys,
-                        const std::function<void(Invalidation)>& each);
+// What the bridge named `bridge_name` stamped (cache_bridge_stamp): one row per key.
+struct StampRow {
+  std::string cache_key;
+  std::string channel;
+  std::string table;
+  int64_t seq = 0;
+};
+
+// Whether cache_bridge_stamp exists (sql/cache_invalidation.sql of this version or later).
+Status check_stamps_installed(PGconn* conn, bool* installed);
+
+// The largest seq stored for bridge_name (0 if none): where its ChangeClock resumes.
+Status max_stamp_seq(PGconn* conn, const std::string& bridge_name, int64_t* seq);
+
+// Upserts the rows in one statement; a row never replaces one with a larger seq.
+Status write_stamps(PGconn* conn, const std::string& bridge_name, const std::vector<StampRow>& rows);
+
+// The stamps of `channel` with seq > min_seq, at most max_keys of them (the newest), oldest
+// first (so the last event a channel sees, the one Soketi caches on cache- channels, is the
+// newest). Sets *truncated when more matched. Invalidations come with seq, invalidated_at_ms
+// and table set. Uses the (bridge_name, channel, seq) index: no per-row expressions.
+Status read_channel_stamps(PGconn* conn, const std::string& bridge_name, const std::string& channel,
+                           int64_t min_seq, int max_keys,
+                           const std::function<void(Invalidation)>& each, bool* truncated = nullptr);
 
 }  // namespace bridge::store

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 
+#include "change_clock.h"
 #include "coalescing_queue.h"
 #include "config.h"
 #include "env_file.h"
@@ -16,6 +17,8 @@
 #include "preflight.h"
 #include "publisher.h"
 #include "replayer.h"
+#include "snapshot.h"
+#include "stamp_writer.h"
 
 #ifndef CACHE_BRIDGE_VERSION
 #define CACHE_BRIDGE_VERSION "dev"
@@ -95,15 +98,20 @@ int main(int argc, char** argv) {
 
   Metrics metrics(config.pg_channels);
   CoalescingQueue queue(config.coalesce_window, config.queue_max_keys);
+  ChangeClock clock(std::chrono::duration_cast<std::chrono::microseconds>(config.clock_margin).count(),
+                    config.frozen_clock_ms);
+  StampWriter stamps(config.database_url, config.cursor_name, config.queue_max_keys, metrics);
   Publisher publisher(config, queue, metrics);
-  PgListener listener(config, queue, metrics);
-  Replayer replayer(config, queue, metrics);
-  HttpServer http(config, metrics, queue, listener, replayer, CACHE_BRIDGE_VERSION);
+  PgListener listener(config, queue, clock, stamps, metrics);
+  Replayer replayer(config, queue, stamps, metrics);
+  SnapshotService snapshots(config, stamps, metrics);
+  HttpServer http(config, metrics, queue, listener, replayer, snapshots, CACHE_BRIDGE_VERSION);
 
   if (auto s = http.start(); !s) {
     log::error("{}", s.message());
     return 1;
   }
+  stamps.start();
   publisher.start();
   listener.start();
   replayer.start();
@@ -118,6 +126,7 @@ int main(int argc, char** argv) {
   replayer.stop();
   listener.stop();
   publisher.drain_and_stop(std::chrono::seconds(5));
+  stamps.stop(std::chrono::seconds(2));
   log::info("stopped");
   return 0;
 }

@@ -65,6 +65,13 @@ std::string Metrics::render(const std::string& version) const {
   counter("replay_requests_total", "Channels replayed (webhooks and startup).", replay_requests);
   counter("replayed_invalidations_total", "Invalidations replayed to new subscribers.", replayed_invalidations);
   counter("webhooks_rejected_total", "Webhook requests rejected (401/400/413).", webhooks_rejected);
+  counter("payload_timestamps_clamped_total",
+          "Notifications whose payload invalidated_at was later than their receipt (stamped at receipt).",
+          payload_timestamps_clamped);
+  counter("stamps_written_total", "Stamps written to cache_bridge_stamp.", stamps_written);
+  counter("snapshots_served_total", "GET /snapshot requests answered 200.", snapshots_served);
+  counter("snapshots_refused_total", "GET /snapshot requests refused (bad request, auth, rate, store).",
+          snapshots_refused);
   gauge("queue_depth", "Distinct keys waiting to be published.", queue_depth);
   gauge("pg_listen_connected", "1 while the LISTEN connection is up.", listen_connected);
   out += publish_lag.render("cache_bridge_commit_to_publish_seconds");

@@ -44,6 +44,10 @@ struct Metrics {
   std::atomic<uint64_t> replay_requests{0};
   std::atomic<uint64_t> replayed_invalidations{0};
   std::atomic<uint64_t> webhooks_rejected{0};
+  std::atomic<uint64_t> payload_timestamps_clamped{0};  // payload invalidated_at later than receipt
+  std::atomic<uint64_t> stamps_written{0};
+  std::atomic<uint64_t> snapshots_served{0};
+  std::atomic<uint64_t> snapshots_refused{0};  // 400/401/403/429/503
   std::atomic<int64_t> queue_depth{0};
   std::atomic<int> listen_connected{0};
   LagHistogram publish_lag;

@@ -34,16 +34,16 @@ std::optional<std::string> key_error(std::string_view key) {
   return std::nullopt;
 }
 
-MappingResult fail(std::string why) { return {std::nullopt, std::move(why)}; }
+MappingResult fail(std::string why) { return {std::nullopt, std::move(why), std::nullopt}; }
 
-MappingResult map_json(std::string_view payload, int64_t received_at_ms) {
+MappingResult map_json(std::string_view payload) {
   rapidjson::Document doc;
   doc.Parse(payload.data(), payload.size());
   if (doc.HasParseError()) return fail("malformed JSON");
   if (!doc.IsObject()) return fail("JSON payload is not an object");
 
   Invalidation inv;
-  inv.invalidated_at_ms = received_at_ms;
+  std::optional<int64_t> claimed_at_ms;
   if (auto it = doc.FindMember("table"); it != doc.MemberEnd()) {
     if (!it->value.IsString()) return fail("\"table\" is not a string");
     inv.table = it->value.GetString();
@@ -71,11 +71,9 @@ MappingResult map_json(std::string_view payload, int64_t received_at_ms) {
     return fail("JSON payload has neither \"cache_key\" nor \"table\" and \"id\"");
   }
   if (auto error = key_error(inv.cache_key)) return fail(*error);
-  if (auto it = doc.FindMember("invalidated_at"); it != doc.MemberEnd()) {
-    if (!it->value.IsInt64() || it->value.GetInt64() <= 0) {
-      return fail("\"invalidated_at\" is not a positive integer of epoch milliseconds");
-    }
-    inv.invalidated_at_ms = it->value.GetInt64();
+  // Only reported (see MappingResult): a malformed one costs nothing, the change still goes out.
+  if (auto it = doc.FindMember("invalidated_at"); it != doc.MemberEnd() && it->value.IsInt64()) {
+    claimed_at_ms = it->value.GetInt64();
   }
   if (auto it = doc.FindMember("data"); it != doc.MemberEnd() && !it->value.IsNull()) {
     inv.data_json = to_json(it->value);
@@ -83,7 +81,7 @@ MappingResult map_json(std::string_view payload, int64_t received_at_ms) {
   if (auto it = doc.FindMember("data_omitted"); it != doc.MemberEnd()) {
     inv.data_omitted = it->value.IsBool() && it->value.GetBool();
   }
-  return {std::move(inv), {}};
+  return {std::move(inv), {}, claimed_at_ms};
 }
 
 }  // namespace
@@ -125,21 +123,20 @@ bool is_valid_utf8(std::string_view text) {
   return true;
 }
 
-MappingResult map_notification(std::string_view payload, int64_t received_at_ms) {
+MappingResult map_notification(std::string_view payload) {
   if (trim(payload).empty()) return fail("empty payload");
   if (!is_valid_utf8(payload)) return fail("payload is not valid UTF-8");
   std::string_view trimmed = trim(payload);
-  if (trimmed.front() == '{' || trimmed.front() == '[') return map_json(trimmed, received_at_ms);
+  if (trimmed.front() == '{' || trimmed.front() == '[') return map_json(trimmed);
   if (auto error = key_error(trimmed)) return fail(*error);
   Invalidation inv;
   inv.cache_key = std::string(trimmed);
-  inv.invalidated_at_ms = received_at_ms;
   // Keys written by the project's text trigger are "<table>:<id>"; knowing the table lets
   // {table} routing treat both payload styles alike.
   if (size_t colon = inv.cache_key.find(':'); colon != std::string::npos && colon > 0) {
     inv.table = inv.cache_key.substr(0, colon);
   }
-  return {std::move(inv), {}};
+  return {std::move(inv), {}, std::nullopt};
 }
 
 }  // namespace bridge

@@ -9,9 +9,9 @@
 #include <algorithm>
 #include <random>
 
-#include "event_encoder.h"
-#include "invalidation_store.h"
+#include "channel_name.h"
 #include "clock.h"
+#include "invalidation_store.h"
 #include "log.h"
 #include "notification_mapper.h"
 
@@ -32,8 +32,9 @@ constexpr int kReceiveBufferBytes = 256 * 1024;
 
 }  // namespace
 
-PgListener::PgListener(const Config& config, CoalescingQueue& queue, Metrics& metrics)
-    : config_(config), queue_(queue), metrics_(metrics) {}
+PgListener::PgListener(const Config& config, CoalescingQueue& queue, ChangeClock& clock,
+                       StampWriter& stamps, Metrics& metrics)
+    : config_(config), queue_(queue), clock_(clock), stamps_(stamps), metrics_(metrics) {}
 
 PgListener::~PgListener() { stop(); }
 
@@ -108,6 +109,14 @@ Status PgListener::connect_and_catch_up() {
     log::warn("PostgreSQL: table cache_invalidated_at not found (install sql/cache_invalidation.sql); "
               "changes committed while the bridge is away will not be caught up, nor replayed");
   } else {
+    // Stamps continue after the last one stored (an earlier run, or another bridge of this name).
+    bool stamps_installed = false;
+    if (auto s = store::check_stamps_installed(conn_.get(), &stamps_installed); !s) return s;
+    if (stamps_installed) {
+      int64_t last_seq = 0;
+      if (auto s = store::max_stamp_seq(conn_.get(), config_.cursor_name, &last_seq); !s) return s;
+      clock_.resume_after(last_seq);
+    }
     std::string resume_xid;
     if (auto s = store::load_cursor(conn_.get(), config_.cursor_name, &resume_xid); !s) return s;
     size_t count = 0;
@@ -170,20 +179,32 @@ void PgListener::handle_notification(const PGnotify& notify) {
       it != metrics_.notifications_received.end()) {
     ++it->second;
   }
-  MappingResult mapped = map_notification(payload, epoch_ms());
+  MappingResult mapped = map_notification(payload);
   if (!mapped.invalidation) {
     ++metrics_.notifications_invalid;
     log::warn("skipped notification on {}: {}: \"{}\"", channel, mapped.error, log::excerpt(payload));
     return;
   }
-  log::debug("notification on {}: {} at {}", channel, log::excerpt(mapped.invalidation->cache_key),
-             mapped.invalidation->invalidated_at_ms);
+  // The payload's claim is never used; one from the future is a forged or misconfigured
+  // sender, so say so.
+  if (mapped.claimed_at_ms && *mapped.claimed_at_ms > epoch_ms() + config_.clock_margin.count()) {
+    ++metrics_.payload_timestamps_clamped;
+    log::warn("notification on {} for \"{}\" claims invalidated_at {}, later than its receipt: "
+              "stamped at receipt instead", channel, log::excerpt(mapped.invalidation->cache_key),
+              *mapped.claimed_at_ms);
+  }
   push(std::move(*mapped.invalidation));
 }
 
 void PgListener::push(Invalidation invalidation) {
+  invalidation.seq = clock_.next();
+  invalidation.invalidated_at_ms = invalidated_at_of(invalidation.seq);
   std::string channel = expand_channel(config_.channel_template, invalidation.table,
                                        invalidation.cache_key);
+  log::debug("invalidation of {} on {}: seq {}, invalidatedAt {}", log::excerpt(invalidation.cache_key),
+             channel, invalidation.seq, invalidation.invalidated_at_ms);
+  // The stamp first: a replay that flushes the writer then never misses what goes out live.
+  if (!stamps_.record(channel, invalidation)) return;  // shutting down: the cursor still has it
   queue_.push(channel, std::move(invalidation));
 }
 

@@ -1,6 +1,10 @@
 // PgListener: the thread that LISTENs on PostgreSQL, turns notifications into
 // invalidations on the CoalescingQueue, and keeps the catch-up cursor.
 //
+// Every change is stamped at receipt (ChangeClock: after its commit, in commit order), and
+// the stamp goes to the StampWriter before the queue, so a replay or snapshot that flushes
+// the writer first sees what went out live. A payload's own timestamp is never used.
+//
 // On every (re)connect it LISTENs first, then reads from the store what changed since the
 // cursor, so no change committed while it was away is lost. While connected it moves the
 // cursor forward once what it received has been published. It reconnects with backoff,
@@ -12,16 +16,19 @@
 #include <string>
 #include <thread>
 
+#include "change_clock.h"
 #include "coalescing_queue.h"
 #include "config.h"
 #include "metrics.h"
 #include "pg_connection.h"
+#include "stamp_writer.h"
 
 namespace bridge {
 
 class PgListener {
  public:
-  PgListener(const Config& config, CoalescingQueue& queue, Metrics& metrics);
+  PgListener(const Config& config, CoalescingQueue& queue, ChangeClock& clock, StampWriter& stamps,
+             Metrics& metrics);
   ~PgListener();  // stops and joins
   PgListener(const PgListener&) = delete;
   PgListener& operator=(const PgListener&) = delete;
@@ -50,6 +57,8 @@ class PgListener {
 
   const Config& config_;
   CoalescingQueue& queue_;
+  ChangeClock& clock_;
+  StampWriter& stamps_;
   Metrics& metrics_;
   std::thread thread_;
   std::atomic<bool> stopping_{false};

@@ -60,4 +60,14 @@ std::string signed_query(std::string_view method, std::string_view path,
   return query + "&auth_signature=" + hmac_sha256_hex(app_secret, to_sign);
 }
 
+bool channel_auth_valid(std::string_view app_key, std::string_view app_secret,
+                        std::string_view socket_id, std::string_view channel,
+                        std::string_view channel_data, std::string_view auth) {
+  size_t colon = auth.find(':');
+  if (colon == std::string_view::npos || auth.substr(0, colon) != app_key) return false;
+  std::string signed_text = std::string(socket_id) + ":" + std::string(channel);
+  if (!channel_data.empty()) signed_text += ":" + std::string(channel_data);
+  return signatures_match(hmac_sha256_hex(app_secret, signed_text), auth.substr(colon + 1));
+}
+
 }  // namespace bridge

@@ -24,4 +24,11 @@ std::string signed_query(std::string_view method, std::string_view path,
                          std::string_view app_key, std::string_view app_secret,
                          int64_t unix_seconds);
 
+// Whether `auth` is the channel authorization Pusher's auth endpoints hand a client for
+// `socket_id` on `channel`: "<app key>:<hex HMAC-SHA256 of socket_id:channel>", with
+// ":channel_data" appended to the signed text for presence channels. Constant-time.
+bool channel_auth_valid(std::string_view app_key, std::string_view app_secret,
+                        std::string_view socket_id, std::string_view channel,
+                        std::string_view channel_data, std::string_view auth);
+
 }  // namespace bridge

@@ -19,7 +19,13 @@ class RateLimiter {
   // (the bucket may go into debt, so large batches are not starved).
   Clock::duration reserve(double events, Clock::time_point now = Clock::now());
 
+  // Takes `events` tokens if the bucket holds them and returns zero; otherwise takes
+  // nothing and returns how long until it would (refused callers never deepen a debt).
+  Clock::duration try_take(double events, Clock::time_point now = Clock::now());
+
  private:
+  void refill(Clock::time_point now);  // REQUIRES: mutex_ held
+
   const double rate_;
   std::mutex mutex_;
   double tokens_;               // protected by mutex_

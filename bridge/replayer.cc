@@ -2,6 +2,7 @@
 
 #include "replayer.h"
 
+#include "change_clock.h"
 #include "invalidation_store.h"
 #include "log.h"
 #include "soketi_client.h"
@@ -9,10 +10,14 @@
 namespace bridge {
 namespace {
 constexpr size_t kMaxQueuedRequests = 10000;
+// Stamps normally reach the store within milliseconds; past this the replay goes ahead with
+// what is there (PostgreSQL is then most likely down, and the replay retries anyway).
+constexpr std::chrono::milliseconds kFlushWait{2000};
 }
 
-Replayer::Replayer(const Config& config, CoalescingQueue& queue, Metrics& metrics)
-    : config_(config), queue_(queue), metrics_(metrics) {}
+Replayer::Replayer(const Config& config, CoalescingQueue& queue, StampWriter& stamps,
+                   Metrics& metrics)
+    : config_(config), queue_(queue), stamps_(stamps), metrics_(metrics) {}
 
 Replayer::~Replayer() { stop(); }
 
@@ -99,14 +104,16 @@ Status Replayer::replay(const std::string& channel) {
     if (auto s = pg_connect(config_.database_url, &conn_); !s) return s;
   }
   ++metrics_.replay_requests;
+  if (!stamps_.flush(kFlushWait)) log::warn("replay to {}: stamps still being written", channel);
   size_t count = 0;
-  auto s = store::read_for_channel(conn_.get(), config_.channel_template, channel,
-                                   config_.replay_max_age, config_.replay_max_keys,
-                                   [&](Invalidation inv) {
-                                     inv.replay = true;
-                                     ++count;
-                                     queue_.push(channel, std::move(inv));
-                                   });
+  int64_t min_seq = ChangeClock::system_now_us() -
+                    std::chrono::duration_cast<std::chrono::microseconds>(config_.replay_max_age).count();
+  auto s = store::read_channel_stamps(conn_.get(), config_.cursor_name, channel, min_seq,
+                                      config_.replay_max_keys, [&](Invalidation inv) {
+                                        inv.replay = true;
+                                        ++count;
+                                        queue_.push(channel, std::move(inv));
+                                      });
   if (!s) return s;
   metrics_.replayed_invalidations += count;
   log::info("replay to {}: {} key(s)", channel, count);

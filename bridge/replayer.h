@@ -3,6 +3,8 @@
 //
 // Requests come from Soketi's webhooks (channel_occupied, cache_miss) and, at startup, from
 // Soketi's list of occupied channels (Soketi never retries a webhook the bridge missed).
+// The timestamps are the bridge's own stamps (cache_bridge_stamp), the values the live events
+// carried; the StampWriter is flushed first, so nothing published live is missing.
 // One thread with its own PostgreSQL connection; request() never blocks.
 #pragma once
 
@@ -18,12 +20,13 @@
 #include "config.h"
 #include "metrics.h"
 #include "pg_connection.h"
+#include "stamp_writer.h"
 
 namespace bridge {
 
 class Replayer {
  public:
-  Replayer(const Config& config, CoalescingQueue& queue, Metrics& metrics);
+  Replayer(const Config& config, CoalescingQueue& queue, StampWriter& stamps, Metrics& metrics);
   ~Replayer();  // stops and joins
   Replayer(const Replayer&) = delete;
   Replayer& operator=(const Replayer&) = delete;
@@ -41,6 +44,7 @@ class Replayer {
 
   const Config& config_;
   CoalescingQueue& queue_;
+  StampWriter& stamps_;
   Metrics& metrics_;
   std::thread thread_;
 

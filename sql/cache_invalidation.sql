@@ -30,6 +30,24 @@ CREATE TABLE IF NOT EXISTS cache_bridge_cursor (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 
+-- What each bridge published: every key's newest stamp, written by the bridge (never by the
+-- writers, so a writer never waits on the bridge's row locks). seq is the bridge's receipt
+-- time of the change in epoch microseconds, made strictly increasing per bridge: it follows
+-- commit order (notifications arrive in commit order), and invalidatedAt = seq / 1000 + 1
+-- (integer division) is later than the moment the change became visible. Replays and the
+-- snapshot endpoint read this table, so they carry the same values as the live events.
+-- channel is the Pusher channel the bridge routes the key to (its BRIDGE_CHANNEL rule).
+CREATE TABLE IF NOT EXISTS cache_bridge_stamp (
+    bridge_name text   NOT NULL,  -- BRIDGE_CURSOR_NAME
+    cache_key   text   NOT NULL,
+    channel     text   NOT NULL,
+    table_name  text   NOT NULL,  -- '' when unknown
+    seq         bigint NOT NULL,
+    PRIMARY KEY (bridge_name, cache_key)
+);
+CREATE INDEX IF NOT EXISTS cache_bridge_stamp_channel_idx ON cache_bridge_stamp (bridge_name, channel, seq);
+CREATE INDEX IF NOT EXISTS cache_bridge_stamp_seq_idx ON cache_bridge_stamp (bridge_name, seq);
+
 -- Records an invalidation and returns its timestamp in epoch milliseconds.
 -- Timestamps per key only move forward.
 CREATE OR REPLACE FUNCTION cache_invalidation_record(p_cache_key text, p_table text)
@@ -43,7 +61,7 @@ RETURNS bigint LANGUAGE sql VOLATILE AS $$
     RETURNING floor(extract(epoch FROM invalidated_at) * 1000)::bigint;
 $$;
 
--- JSON style: {"table","action","id","cache_key","invalidated_at","data"} on one channel
+-- JSON style: {"table","action","id","cache_key","data"} on one channel
 -- for all tables. TG_ARGV: key column (default id), NOTIFY channel (default cache_invalidation).
 CREATE OR REPLACE FUNCTION cache_invalidation_notify_json() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -73,21 +91,21 @@ BEGIN
     IF TG_OP = 'UPDATE' AND old_row ->> key_column IS NOT NULL
        AND old_row -> key_column IS DISTINCT FROM new_row -> key_column THEN
         cache_key := table_name || ':' || (old_row ->> key_column);
+        PERFORM cache_invalidation_record(cache_key, table_name);
         PERFORM pg_notify(notify_channel, jsonb_build_object(
             'table', table_name, 'action', 'delete', 'id', old_row -> key_column,
-            'cache_key', cache_key,
-            'invalidated_at', cache_invalidation_record(cache_key, table_name))::text);
+            'cache_key', cache_key)::text);
     END IF;
     IF row_data ->> key_column IS NULL THEN
         RETURN NULL;  -- the key was set to NULL: only the old key is stale
     END IF;
 
     cache_key := table_name || ':' || (row_data ->> key_column);
+    PERFORM cache_invalidation_record(cache_key, table_name);
+    -- No timestamp: one taken here precedes the commit. The bridge stamps at receipt.
     payload := jsonb_build_object(
         'table', table_name, 'action', lower(TG_OP), 'id', row_data -> key_column,
-        'cache_key', cache_key,
-        'invalidated_at', cache_invalidation_record(cache_key, table_name),
-        'data', row_data)::text;
+        'cache_key', cache_key, 'data', row_data)::text;
     -- NOTIFY rejects payloads of 8000 bytes or more, which would fail the user's write.
     IF octet_length(payload) >= 8000 THEN
         payload := (payload::jsonb - 'data' || jsonb_build_object('data_omitted', true))::text;
@@ -161,13 +179,19 @@ $$;
 -- Writers may have another search_path, and no rights on the store: pin the functions to the
 -- schema they were installed in, and let cache_invalidation_record write with the owner's rights.
 -- (CREATE OR REPLACE resets these attributes, so this runs on every install.)
+-- Only the triggers (and the owner) may write the store: the trigger functions run with the
+-- owner's rights, and nobody else may execute them or the record function. A trigger function
+-- cannot be called directly, and creating a trigger with it needs EXECUTE.
 DO $pin$
 BEGIN
     EXECUTE format('ALTER FUNCTION cache_invalidation_record(text, text) SECURITY DEFINER SET search_path = %I, pg_temp', current_schema());
-    EXECUTE format('ALTER FUNCTION cache_invalidation_notify_json() SET search_path = %I, pg_temp', current_schema());
-    EXECUTE format('ALTER FUNCTION cache_invalidation_notify_text() SET search_path = %I, pg_temp', current_schema());
+    EXECUTE format('ALTER FUNCTION cache_invalidation_notify_json() SECURITY DEFINER SET search_path = %I, pg_temp', current_schema());
+    EXECUTE format('ALTER FUNCTION cache_invalidation_notify_text() SECURITY DEFINER SET search_path = %I, pg_temp', current_schema());
 END
 $pin$;
+REVOKE EXECUTE ON FUNCTION cache_invalidation_record(text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION cache_invalidation_notify_json() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION cache_invalidation_notify_text() FROM PUBLIC;
 
 -- Forgets keys invalidated longer ago than `older_than` that every bridge's cursor has passed
 -- (so nothing unpublished goes). Returns how many rows it deleted. Schedule it (pg_cron, a
@@ -179,8 +203,12 @@ RETURNS bigint LANGUAGE sql VOLATILE AS $$
         DELETE FROM cache_invalidated_at
         WHERE invalidated_at < now() - older_than
           AND writer_xid < (SELECT min(resume_xid) FROM cache_bridge_cursor)
+        RETURNING 1),
+    stamps_gone AS (
+        DELETE FROM cache_bridge_stamp
+        WHERE seq < floor(extract(epoch FROM now() - older_than) * 1000000)::bigint
         RETURNING 1)
-    SELECT count(*) FROM gone;
+    SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM stamps_gone);
 $$;
 
 CREATE OR REPLACE FUNCTION cache_invalidation_detach(target regclass)

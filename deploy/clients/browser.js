@@ -2,7 +2,8 @@
 // Load pusher-js first, then this file:
 //   <script src="https://js.pusher.com/8.4.0/pusher.min.js"></script>
 //   <script src="browser.js"></script>
-// (In a bundled app: import Pusher from 'pusher-js' and keep the body of the function.)
+// (In a bundled app: import Pusher from 'pusher-js' and use invalidations.mjs, which also
+// fetches the bridge's /snapshot so the page starts from the current state.)
 // Listen for window 'cache-invalidate' events to refetch what is on screen.
 (function listenForInvalidations() {
   const config = {
@@ -15,14 +16,20 @@
   };
   // Whatever the app caches by key: an in-memory Map, plus localStorage as an example.
   const cache = (window.appCache ??= new Map());
-  const lastSeen = new Map(); // newest invalidatedAt handled per key, this page's lifetime
+  const lastSeen = new Map(); // newest { seq, invalidatedAt } handled per key, this page's lifetime
 
   function onInvalidate(data) {
     const { cacheKey, invalidatedAt } = data ?? {};
-    if (typeof cacheKey !== 'string' || !Number.isFinite(invalidatedAt)) return;
+    const seq = Number.isSafeInteger(data?.seq) ? data.seq : undefined;
+    if (typeof cacheKey !== 'string' || (seq === undefined && !Number.isFinite(invalidatedAt))) return;
     // Replays (data.replay) follow the live rule: only what is newer than this page has seen.
-    if (invalidatedAt <= (lastSeen.get(cacheKey) ?? -Infinity)) return;
-    lastSeen.set(cacheKey, invalidatedAt);
+    // seq orders a key's changes; invalidatedAt can tie, so it decides only for older bridges
+    // that send no seq.
+    const prev = lastSeen.get(cacheKey);
+    const newer = prev === undefined ||
+      (seq !== undefined && prev.seq !== undefined ? seq > prev.seq : invalidatedAt > prev.invalidatedAt);
+    if (!newer) return;
+    lastSeen.set(cacheKey, { seq, invalidatedAt });
     cache.delete(cacheKey);
     try {
       localStorage.removeItem(`cache:${cacheKey}`);

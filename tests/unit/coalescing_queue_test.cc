@@ -12,6 +12,7 @@ namespace {
 Invalidation inv(const std::string& key, int64_t at, bool replay = false) {
   Invalidation i;
   i.cache_key = key;
+  i.seq = at;  // the queue orders by seq
   i.invalidated_at_ms = at;
   i.replay = replay;
   return i;

@@ -40,3 +40,21 @@ TEST_CASE("signature comparison") {
   CHECK_FALSE(signatures_match(sig, sig.substr(0, 63)));
   CHECK_FALSE(signatures_match(sig, ""));
 }
+
+TEST_CASE("channel authorization as Pusher's auth endpoints sign it") {
+  // Pusher's documented example: key 278d425bdf160c739803, secret 7ad3773142a6692b25b8.
+  const char* key = "278d425bdf160c739803";
+  const char* secret = "7ad3773142a6692b25b8";
+  std::string auth = std::string(key) + ":" + hmac_sha256_hex(secret, "1234.1234:private-foobar");
+  CHECK(auth == "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4");
+  CHECK(channel_auth_valid(key, secret, "1234.1234", "private-foobar", "", auth));
+  CHECK_FALSE(channel_auth_valid(key, secret, "1234.1235", "private-foobar", "", auth));  // other socket
+  CHECK_FALSE(channel_auth_valid(key, secret, "1234.1234", "private-other", "", auth));   // other channel
+  CHECK_FALSE(channel_auth_valid("other-key", secret, "1234.1234", "private-foobar", "", auth));
+  CHECK_FALSE(channel_auth_valid(key, secret, "1234.1234", "private-foobar", "", "no-colon"));
+  CHECK_FALSE(channel_auth_valid(key, secret, "1234.1234", "private-foobar", "", std::string(key) + ":"));
+  std::string data = R"({"user_id":"1"})";
+  std::string presence = std::string(key) + ":" + hmac_sha256_hex(secret, "1.2:presence-x:" + data);
+  CHECK(channel_auth_valid(key, secret, "1.2", "presence-x", data, presence));
+  CHECK_FALSE(channel_auth_valid(key, secret, "1.2", "presence-x", "", presence));
+}

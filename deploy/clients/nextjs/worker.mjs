@@ -11,9 +11,13 @@
 //   INVALIDATION_CHANNELS default BRIDGE_CHANNEL or "invalidations"; comma list, needed when
 //                         BRIDGE_CHANNEL is a template such as cache-{table}
 //   BRIDGE_EVENT          default cache-invalidate
+//   BRIDGE_SNAPSHOT_URL   e.g. http://cache-bridge:3001/snapshot; each (re)subscription then
+//                         fetches every key's current state, so a restart misses nothing.
+//                         Unset: live events and the bridge's replays only (older bridges).
 //   REVALIDATE_URL        (required) e.g. https://app.example.com/api/revalidate
 //   REVALIDATE_SECRET     (required) the app's REVALIDATE_SECRET
 import Pusher from 'pusher-js';
+import { subscribeInvalidations } from '../invalidations.mjs';
 
 const env = process.env;
 for (const name of ['SOKETI_APP_KEY', 'REVALIDATE_URL', 'REVALIDATE_SECRET']) {
@@ -22,28 +26,19 @@ for (const name of ['SOKETI_APP_KEY', 'REVALIDATE_URL', 'REVALIDATE_SECRET']) {
     process.exit(1);
   }
 }
-const kMaxKeys = 100_000; // keys remembered; the oldest is forgotten first
 const kMaxPerRequest = 100; // the route's limit
 const kMaxBackoffMs = 30_000;
 
-// Newest invalidatedAt this process has seen per key, in order of last update.
-const lastSeen = new Map();
 // Keys waiting to be sent, with their newest invalidatedAt.
 const pending = new Map();
 let timer = null;
 let inFlight = false;
 let backoffMs = 0;
 
-function onInvalidate(data) {
-  const { cacheKey, invalidatedAt } = data ?? {};
-  if (typeof cacheKey !== 'string' || !Number.isFinite(invalidatedAt)) return;
-  // Live events and replays (data.replay === true) follow one rule: act only on what is
-  // newer than this process has seen. A fresh process therefore acts on every replayed key.
-  const seen = lastSeen.get(cacheKey);
-  if (seen !== undefined && invalidatedAt <= seen) return;
-  lastSeen.delete(cacheKey);
-  lastSeen.set(cacheKey, invalidatedAt);
-  if (lastSeen.size > kMaxKeys) lastSeen.delete(lastSeen.keys().next().value);
+// subscribeInvalidations calls this only for a change newer than this process has seen for
+// the key (by seq; by invalidatedAt from bridges without seq): live events, replays and
+// snapshot entries alike. A fresh process therefore acts on every key it is told about.
+function onInvalidate({ cacheKey, invalidatedAt }) {
   pending.set(cacheKey, invalidatedAt);
   schedule(0);
 }
@@ -95,13 +90,21 @@ pusher.connection.bind('state_change', ({ current }) => console.log(`worker: sok
 const channels = (env.INVALIDATION_CHANNELS || env.BRIDGE_CHANNEL || 'invalidations')
   .split(',').map((name) => name.trim()).filter(Boolean);
 for (const name of channels) {
-  pusher.subscribe(name).bind(env.BRIDGE_EVENT || 'cache-invalidate', onInvalidate);
+  subscribeInvalidations(pusher, {
+    channel: name,
+    snapshotUrl: env.BRIDGE_SNAPSHOT_URL || undefined,
+    event: env.BRIDGE_EVENT || 'cache-invalidate',
+    onInvalidate,
+    // Live events keep flowing; the next reconnect fetches the snapshot again.
+    onError: (err) => console.error(`worker: ${err.message}`),
+  });
 }
 
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, async () => {
     pusher.disconnect();
-    // Give queued keys a moment to go out; a restarted worker relies on the bridge's replay.
+    // Give queued keys a moment to go out; a restarted worker catches up from the
+    // snapshot (BRIDGE_SNAPSHOT_URL) or, without one, relies on the bridge's replay.
     for (const deadline = Date.now() + 5_000; (pending.size > 0 || inFlight) && Date.now() < deadline;) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }

@@ -1,0 +1,133 @@
+#include <pthread.h>
+
+#include "stamp_writer.h"
+
+#include <algorithm>
+
+#include "log.h"
+#include "pg_connection.h"
+
+namespace bridge {
+namespace {
+
+constexpr size_t kBatchRows = 1000;
+constexpr std::chrono::milliseconds kRetryDelay{1000};
+
+}  // namespace
+
+StampWriter::StampWriter(std::string database_url, std::string bridge_name, size_t max_pending,
+                         Metrics& metrics)
+    : database_url_(std::move(database_url)),
+      bridge_name_(std::move(bridge_name)),
+      max_pending_(std::max<size_t>(max_pending, 1)),
+      metrics_(metrics) {}
+
+StampWriter::~StampWriter() { stop(std::chrono::milliseconds(0)); }
+
+void StampWriter::start() {
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "stamp-writer");
+    run();
+  });
+}
+
+void StampWriter::stop(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopping_) give_up_at_ = std::chrono::steady_clock::now() + grace;
+    stopping_ = true;
+  }
+  work_.notify_all();
+  written_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool StampWriter::record(const std::string& channel, const Invalidation& invalidation) {
+  std::unique_lock lock(mutex_);
+  auto it = pending_.find(invalidation.cache_key);
+  if (it == pending_.end()) {
+    // A new key needs room; one already waiting is only overwritten.
+    written_.wait(lock, [&] { return stopping_ || pending_.size() < max_pending_; });
+    if (stopping_) return false;
+    it = pending_.emplace(invalidation.cache_key, store::StampRow{invalidation.cache_key, {}, {}, 0}).first;
+  }
+  store::StampRow& row = it->second;
+  if (invalidation.seq > row.seq) {
+    row.channel = channel;
+    row.table = invalidation.table;
+    row.seq = invalidation.seq;
+  }
+  ++recorded_;
+  work_.notify_one();
+  return true;
+}
+
+bool StampWriter::flush(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  uint64_t target = recorded_;
+  return written_.wait_for(lock, timeout, [&] { return durable_ >= target || stopped_; }) &&
+         durable_ >= target;
+}
+
+void StampWriter::run() {
+  PgConnPtr conn;
+  bool installed = false;
+  bool reported_down = false;
+  std::vector<store::StampRow> batch;
+  while (true) {
+    uint64_t covers;
+    {
+      std::unique_lock lock(mutex_);
+      work_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+      if (stopping_ && (pending_.empty() || std::chrono::steady_clock::now() >= give_up_at_)) {
+        if (!pending_.empty()) {
+          log::warn("stopping: {} stamp(s) not written; the next start catches their keys up",
+                    pending_.size());
+        }
+        stopped_ = true;
+        written_.notify_all();
+        return;
+      }
+      batch.clear();
+      for (auto it = pending_.begin(); it != pending_.end() && batch.size() < kBatchRows;) {
+        batch.push_back(std::move(it->second));
+        it = pending_.erase(it);
+      }
+      // The batch covers every record() so far only if nothing else waits.
+      covers = pending_.empty() ? recorded_ : durable_;
+      written_.notify_all();  // room for record()
+    }
+
+    Status status;
+    if (!conn) {
+      status = pg_connect(database_url_, &conn);
+      if (status) status = store::check_stamps_installed(conn.get(), &installed);
+      if (status && !installed) {
+        log::warn("PostgreSQL: table cache_bridge_stamp not found (rerun sql/cache_invalidation.sql); "
+                  "replays and snapshots will not see what the bridge publishes");
+      }
+    }
+    if (status && installed) status = store::write_stamps(conn.get(), bridge_name_, batch);
+
+    std::unique_lock lock(mutex_);
+    if (status) {
+      if (reported_down) log::info("stamps: writing again");
+      reported_down = false;
+      metrics_.stamps_written += installed ? batch.size() : 0;
+      durable_ = std::max(durable_, covers);
+      written_.notify_all();
+      continue;
+    }
+    // Put the batch back (a newer stamp recorded meanwhile wins) and try again later.
+    if (!reported_down) log::warn("stamps: cannot write to PostgreSQL ({}); retrying", status.message());
+    reported_down = true;
+    conn.reset();
+    for (auto& row : batch) {
+      auto [it, inserted] = pending_.try_emplace(row.cache_key, row);
+      if (!inserted && it->second.seq < row.seq) it->second = std::move(row);
+    }
+    if (!stopping_) work_.wait_for(lock, kRetryDelay, [&] { return stopping_; });
+  }
+}
+
+}  // namespace bridge
