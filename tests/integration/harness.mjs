@@ -423,6 +423,22 @@ export async function startPostgres({ installSql = true, settings = {} } = {}) {
         [cacheKey]);
       return r.rows[0]?.ms;
     },
+    /**
+     * The stamp the bridge named `bridge` (BRIDGE_CURSOR_NAME) wrote for a key: {seq, ms}, ms being
+     * the invalidatedAt its events carry. Waits (bounded) until the stamp exists and, when the
+     * store has the key, covers the store's latest write (the stamp is taken after that commit).
+     */
+    async stamp(cacheKey, { bridge = 'default', timeoutMs = 10000 } = {}) {
+      return waitUntil(async () => {
+        const r = await pool.query(
+          `SELECT s.seq, floor(extract(epoch FROM c.invalidated_at) * 1000000)::bigint AS store_us
+             FROM cache_bridge_stamp s LEFT JOIN cache_invalidated_at c USING (cache_key)
+            WHERE s.bridge_name = $1 AND s.cache_key = $2`, [bridge, cacheKey]);
+        const row = r.rows[0];
+        if (!row || (row.store_us !== null && row.seq < row.store_us)) return undefined;
+        return { seq: row.seq, ms: Math.floor(row.seq / 1000) + 1 };
+      }, timeoutMs, { intervalMs: 50, message: `the bridge's stamp of ${cacheKey}` });
+    },
     stop,
   };
 }

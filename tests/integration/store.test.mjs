@@ -43,24 +43,38 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
     t.after(() => sub.disconnect());
     return sub;
   }
-  /** Store timestamps (epoch ms) of every key of a table. */
-  async function storeOf(table) {
+  /** The bridge's stamps ({seq, ms}) of every key the store holds for a table, once written. */
+  async function stampsOf(table, bridge = 'default') {
+    const r = await db.query('SELECT cache_key FROM cache_invalidated_at WHERE table_name = $1', [table]);
+    const out = new Map();
+    for (const { cache_key: key } of r.rows) out.set(key, await db.stamp(key, { bridge, timeoutMs: 20000 }));
+    return out;
+  }
+  /**
+   * Waits until every key of `table` in the store reached the subscriber by an event published
+   * after its latest change, then checks that the newest event of each key carries the stamp
+   * the bridge stored (live, caught-up and stored values agree).
+   */
+  async function waitForAll(sub, table, bridge, timeoutMs) {
     const r = await db.query(
       `SELECT cache_key, floor(extract(epoch FROM invalidated_at) * 1000)::bigint AS ms
          FROM cache_invalidated_at WHERE table_name = $1`, [table]);
-    return new Map(r.rows.map((x) => [x.cache_key, x.ms]));
-  }
-  /** Waits until, for every key in `expected`, some event carried exactly its timestamp. */
-  async function waitForAll(sub, expected, timeoutMs, since = 0) {
-    const missing = () => [...expected].filter(([key, ms]) =>
-      !sub.events.slice(since).some((e) => isInvalidation(key)(e) && e.data.invalidatedAt === ms));
+    const changedAt = new Map(r.rows.map((x) => [x.cache_key, x.ms]));
+    const newest = (key) => sub.events.filter(isInvalidation(key)).reduce((a, e) => (!a || e.data.seq > a.data.seq ? e : a), undefined);
+    const missing = () => [...changedAt].filter(([key, ms]) => !(newest(key)?.data.invalidatedAt > ms));
     await waitUntil(() => missing().length === 0, timeoutMs, { intervalMs: 100, message: 'all keys delivered' })
       .catch(() => {
         const m = missing();
-        const got = (key) => sub.events.filter(isInvalidation(key)).map((e) => e.data.invalidatedAt);
-        throw new Error(`${m.length} of ${expected.size} keys never arrived with the store's timestamp, e.g. ` +
-          m.slice(0, 5).map(([key, ms]) => `${key} (store ${ms}, got ${JSON.stringify(got(key))})`).join(', '));
+        throw new Error(`${m.length} of ${changedAt.size} keys never arrived after their change, e.g. ` +
+          m.slice(0, 5).map(([key, ms]) => `${key} (changed at ${ms}, got ${JSON.stringify(newest(key)?.data)})`).join(', '));
       });
+    for (const key of changedAt.keys()) {
+      const stamp = await db.stamp(key, { bridge });
+      await waitUntil(() => newest(key).data.seq >= stamp.seq, 5000, { message: `${key}'s stored stamp reached the client` });
+      assert.equal(newest(key).data.seq, stamp.seq, `${key}: the newest event carries the stored stamp`);
+      assert.equal(newest(key).data.invalidatedAt, stamp.ms);
+    }
+    return changedAt.size;
   }
   async function channelVacant(channel) {
     await waitUntil(async () => !(await stack.soketi.occupiedChannels()).includes(channel), 5000,
@@ -73,43 +87,48 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
     await db.query(`INSERT INTO r VALUES (1, 'a'), (2, 'b'), (3, 'c')`);
     await db.query(`UPDATE r SET v = 'bb' WHERE id = 2`);
     await sleep(700); // the live events went out to nobody
-    const store = await storeOf('r');
+    const stamps = await stampsOf('r');
     const sub = await subscribe(t, 'invalidations');
     for (const key of ['r:1', 'r:2', 'r:3']) {
       const e = await sub.waitFor((x) => isInvalidation(key)(x) && x.data.replay === true, 10000);
-      assert.equal(e.data.invalidatedAt, store.get(key), `${key} carries the store's timestamp`);
+      assert.equal(e.data.seq, stamps.get(key).seq, `${key} carries the stamp its live event carried`);
+      assert.equal(e.data.invalidatedAt, stamps.get(key).ms);
       assert.equal(e.data.table, 'r');
     }
   });
 
   test('cache-{key}: a replay answers a cache miss, and a second and third subscriber get the state too', async (t) => {
     await stack.useBridge({ BRIDGE_CHANNEL: 'cache-{key}', BRIDGE_CURSOR_NAME: 'per-key' });
-    // In the store only (no NOTIFY): nothing was ever published on cache-widget-7.
-    await db.query(`SELECT cache_invalidation_record('widget-7', 'widgets')`);
-    const ms = await db.storeMs('widget-7');
+    // A by-hand NOTIFY, published to nobody; a Soketi restart then forgets the event it cached,
+    // so only the bridge's stamp can answer the first subscriber's cache miss.
+    await db.query(`SELECT pg_notify('cache_invalidation', '{"cache_key":"widget-7","table":"widgets"}')`);
+    const stamp = await db.stamp('widget-7', { bridge: 'per-key' });
+    await stack.restartSoketi();
     const first = await subscribe(t, 'cache-widget-7');
     const e1 = await first.waitFor(isInvalidation('widget-7'), 10000);
-    assert.equal(e1.data.invalidatedAt, ms);
     assert.equal(e1.data.replay, true);
+    assert.equal(e1.data.seq, stamp.seq);
+    assert.equal(e1.data.invalidatedAt, stamp.ms);
     for (const n of [2, 3]) {
       const sub = await subscribe(t, 'cache-widget-7');
       const e = await sub.waitFor(isInvalidation('widget-7'), 10000)
         .catch((err) => { throw new Error(`subscriber ${n}: ${err.message}`); });
-      assert.equal(e.data.invalidatedAt, ms, `subscriber ${n} has the state`);
+      assert.equal(e.data.seq, stamp.seq, `subscriber ${n} has the state`);
     }
   });
 
   // Keys written by the triggers contain ':', which Pusher channel names do not allow; the bridge
-  // maps disallowed characters to '-' (bridge/event_encoder.h), so widgets:8 -> cache-widgets-8.
+  // escapes it (bridge/channel_name.h), so widgets:8 -> cache-widgets=3A8.
   test('cache-{key} with a trigger-written key: later subscribers get the last state', async (t) => {
     await stack.useBridge({ BRIDGE_CHANNEL: 'cache-{key}', BRIDGE_CURSOR_NAME: 'per-key' });
     await db.query(`INSERT INTO widgets VALUES (8, 'w')`);
-    const ms = await db.storeMs('widgets:8');
+    const stamp = await db.stamp('widgets:8', { bridge: 'per-key' });
     for (const n of [1, 2, 3]) {
-      const sub = await subscribe(t, 'cache-widgets-8');
+      const sub = await subscribe(t, 'cache-widgets=3A8');
       const e = await sub.waitFor(isInvalidation('widgets:8'), 10000)
         .catch((err) => { throw new Error(`subscriber ${n}: ${err.message}`); });
-      assert.equal(e.data.invalidatedAt, ms, `subscriber ${n} has the state`);
+      assert.equal(e.data.seq, stamp.seq, `subscriber ${n} has the state`);
+      assert.equal(e.data.invalidatedAt, stamp.ms);
     }
   });
 
@@ -150,12 +169,14 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
     await sub.waitFor((e) => sub.events.indexOf(e) >= quietCount && isInvalidation('r:10')(e) && e.data.replay === true, 10000);
   });
 
-  test("a replay merged with a live change keeps the change's action and data", async (t) => {
-    // A client subscribing right after a write: its channel_occupied replay reads the store
-    // (already holding the write's timestamp) while the write's NOTIFY waits in the coalescing
-    // window (a first change just went out). Whatever is published as a live event must still
-    // say what changed.
-    await stack.useBridge({ BRIDGE_COALESCE_MS: 500 });
+  test("two changes in one millisecond, and a replay merged with them: distinct seq in commit order, the later row wins", async (t) => {
+    // The collision is forced: a frozen clock stamps every change with one invalidatedAt (a
+    // minute ahead, as a bridge clock that runs ahead would).
+    // Also a client subscribing right after a write: its channel_occupied replay reads the
+    // stamps while the second write waits in the coalescing window (the first just went out).
+    // Whatever is published live must still say what changed, and seq must order the two.
+    const frozenAt = Date.now() + 60000;
+    await stack.useBridge({ BRIDGE_COALESCE_MS: 500, BRIDGE_TEST_FROZEN_CLOCK_MS: frozenAt, BRIDGE_CURSOR_NAME: 'frozen' });
     await db.query(`INSERT INTO r VALUES (30, 'a')`);
     const sub = await subscribe(t, 'invalidations');
     await sub.waitFor(isInvalidation('r:30'), 10000);
@@ -169,18 +190,30 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
       headers: { 'Content-Type': 'application/json', 'X-Pusher-Key': stack.soketi.key, 'X-Pusher-Signature': signWebhook(body, SECRET) },
     });
     assert.equal(hook.status, 200);
-    const ms = await db.storeMs('r:30');
-    await sub.waitFor((e) => sub.events.indexOf(e) >= since && isInvalidation('r:30')(e) && e.data.invalidatedAt === ms, 10000);
-    await sleep(1000);
+    const updates = await sub.waitForCount((e) => sub.events.indexOf(e) >= since && isLiveInvalidation('r:30')(e), 2, 10000);
+    const lastSeq = Math.max(...updates.map((e) => e.data.seq));
+    const stamp = await waitUntil(async () => {
+      const st = await db.stamp('r:30', { bridge: 'frozen' });
+      return st.seq === lastSeq && st;
+    }, 10000, { message: 'the stored stamp is the second update\'s' });
+    await sleep(1000); // the replay, and stragglers
     const got = sub.events.slice(since).filter(isInvalidation('r:30'));
     const live = got.filter((e) => e.data.replay !== true);
     const shown = JSON.stringify(got.map((e) => e.data));
+    assert.ok(live.length >= 2, `both updates arrive live: ${shown}`);
+    for (const e of got) assert.equal(e.data.invalidatedAt, Math.floor(frozenAt) + 1, `one millisecond for all: ${shown}`);
     for (const e of live) {
       assert.equal(e.data.action, 'update', `every live event for the updates says action=update: ${shown}`);
     }
-    const last = live.filter((e) => e.data.invalidatedAt === ms);
-    assert.ok(last.length >= 1, `the second update arrives as a live event: ${shown}`);
-    for (const e of last) assert.deepEqual(e.data.data, { id: 30, v: 'b' }, `and carries its row: ${shown}`);
+    const seqs = live.map((e) => e.data.seq);
+    assert.equal(new Set(seqs).size, seqs.length, `live events never share a seq: ${shown}`);
+    assert.deepEqual([...seqs].sort((a, b) => a - b), seqs, `seq follows commit order: ${shown}`);
+    // The client rule: per key, act only on a larger seq. Applied in arrival order, it must end
+    // with the second update's row, whatever order the events came in.
+    let held;
+    for (const e of got) if (!held || e.data.seq > held.seq) held = e.data;
+    assert.equal(held.seq, stamp.seq, `the client ends on the stored stamp: ${shown}`);
+    assert.deepEqual(held.data, { id: 30, v: 'b' }, `and on the later row: ${shown}`);
   });
 
   test('1,000 updates to one key in ~1 s arrive as a handful of events, the last with the newest timestamp', async (t) => {
@@ -200,7 +233,7 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
         END LOOP;
       END $$`);
     const writeMs = Date.now() - t0;
-    const newest = await db.storeMs('c:1');
+    const newest = (await db.stamp('c:1')).ms;
     await sub.waitFor((e) => sub.events.indexOf(e) >= since && isInvalidation('c:1')(e) && e.data.invalidatedAt === newest, 10000);
     await sleep(1000); // stragglers
     const got = sub.events.slice(since).filter(isLiveInvalidation('c:1'));
@@ -211,6 +244,7 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
     assert.equal(last.data.invalidatedAt, newest, `the last event has the newest timestamp; ${summary}`);
     assert.equal(last.data.data?.n, 1000, 'the last event carries the last row');
     for (let i = 1; i < got.length; i++) {
+      assert.ok(got[i].data.seq > got[i - 1].data.seq, `seq only moves forward; ${summary}`);
       assert.ok(got[i].data.invalidatedAt >= got[i - 1].data.invalidatedAt, `timestamps never go back; ${summary}`);
     }
   });
@@ -226,13 +260,12 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
       await db.query(`INSERT INTO k SELECT g, 'v' FROM generate_series($1::int, $2::int) g`, [i * 10 + 1, i * 10 + 10]);
     }
     await db.query(`UPDATE k SET v = 'v2' WHERE id % 7 = 0`);
-    const store = await storeOf('k');
-    assert.equal(store.size, 100);
     await sleep(1500); // older than BRIDGE_REPLAY_MAX_AGE_S
     const second = await stack.useBridge(env);
-    await waitForAll(sub, store, 20000).catch((err) => {
+    const count = await waitForAll(sub, 'k', 'catch-up', 20000).catch((err) => {
       throw new Error(`${err.message}\nbridge log:\n${second.output()}`);
     });
+    assert.equal(count, 100);
   });
 
   test("pg_terminate_backend while a writer commits steadily: every key's final timestamp arrives", async (t) => {
@@ -262,8 +295,7 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
     }
     await killer;
     assert.ok(kills[0] >= 1, `pg_terminate_backend hit the bridge's connection(s): ${JSON.stringify(kills)}`);
-    const store = await storeOf('w');
-    await waitForAll(sub, store, 30000).catch((err) => {
+    await waitForAll(sub, 'w', 'writer', 30000).catch((err) => {
       throw new Error(`${err.message} (${commits} commits)\nbridge log:\n${bridge.output()}`);
     });
     assert.ok(bridge.running(), 'the bridge is still running');
@@ -274,7 +306,7 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
     const sub = await subscribe(t, 'invalidations');
     await db.query(`INSERT INTO r VALUES (20, 'before restart')`);
     await sub.waitFor(isLiveInvalidation('r:20'), 10000);
-    const ms = await db.storeMs('r:20');
+    const stamp = await db.stamp('r:20');
     // Once the cursor has passed r:20 the restart has nothing to catch up: what reaches the
     // client then can only be the startup replay.
     await waitUntil(async () => (await db.query(
@@ -286,7 +318,8 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
     bridge = await stack.useBridge();
     const e = await sub.waitFor((x) => sub.events.indexOf(x) >= since && isInvalidation('r:20')(x), 15000)
       .catch((err) => { throw new Error(`${err.message}\nbridge log:\n${bridge.output()}`); });
-    assert.equal(e.data.invalidatedAt, ms);
+    assert.equal(e.data.seq, stamp.seq, 'the replay carries the live event\'s stamp');
+    assert.equal(e.data.invalidatedAt, stamp.ms);
     assert.equal(e.data.replay, true, 'it is a replay');
   });
 
