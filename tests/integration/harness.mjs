@@ -582,21 +582,35 @@ export async function runBridge({ timeoutMs = 30000, ...opts } = {}) {
 // pusher-js subscriber
 
 /**
- * Connects a pusher-js client to Soketi and subscribes to `channel`; resolves once
- * pusher:subscription_succeeded arrived. Returns
- *   {events: [{event, data, receivedAt}] (application events, in arrival order),
- *    internal: [...] (pusher:* events such as pusher:cache_miss), waitFor(predicate, timeoutMs),
- *    waitForCount(predicate, n, timeoutMs), disconnect()}.
+ * A pusher-js client for Soketi on 127.0.0.1:port. With `secret`, private- and presence-
+ * channels are authorised in-process, signed as an app's auth endpoint would sign them.
  */
-export async function subscribe({ port, key = 'app-key', channel, host = '127.0.0.1', timeoutMs = 10000 }) {
-  const client = new PusherClient(key, {
+export function pusherClient({ port, key = 'app-key', secret, host = '127.0.0.1' }) {
+  const channelAuthorization = secret && {
+    customHandler: ({ socketId, channelName }, callback) => {
+      callback(null, { auth: `${key}:${createHmac('sha256', secret).update(`${socketId}:${channelName}`).digest('hex')}` });
+    },
+  };
+  return new PusherClient(key, {
     wsHost: host,
     wsPort: port,
     forceTLS: false,
     enabledTransports: ['ws'],
     cluster: 'mt1',
     disableStats: true,
+    ...(channelAuthorization ? { channelAuthorization } : {}),
   });
+}
+
+/**
+ * Connects a pusher-js client to Soketi and subscribes to `channel`; resolves once
+ * pusher:subscription_succeeded arrived. Returns
+ *   {events: [{event, data, receivedAt}] (application events, in arrival order),
+ *    internal: [...] (pusher:* events such as pusher:cache_miss), waitFor(predicate, timeoutMs),
+ *    waitForCount(predicate, n, timeoutMs), disconnect()}.
+ */
+export async function subscribe({ port, key = 'app-key', secret, channel, host = '127.0.0.1', timeoutMs = 10000 }) {
+  const client = pusherClient({ port, key, secret, host });
   const events = [];
   const internal = [];
   const listeners = new Set();
@@ -745,7 +759,11 @@ export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {
       return stack.soketi;
     },
     subscribe(channel, opts = {}) {
-      return subscribe({ port: stack.soketi.port, key: stack.soketi.key, channel, ...opts });
+      return subscribe({ port: stack.soketi.port, key: stack.soketi.key, secret: stack.soketi.secret, channel, ...opts });
+    },
+    /** A pusher-js client for this stack's Soketi (private channels authorised). */
+    pusherClient() {
+      return pusherClient({ port: stack.soketi.port, key: stack.soketi.key, secret: stack.soketi.secret });
     },
     async stop() {
       await Promise.allSettled([...bridges].map((b) => b.stop()));
