@@ -165,6 +165,15 @@ Status write_stamps(PGconn* conn, const std::string& bridge_name, const std::vec
        text_array(rows, &StampRow::table), seqs});
 }
 
+Status reroute_stamps(PGconn* conn, const std::string& bridge_name, const std::vector<StampRow>& rows) {
+  if (rows.empty()) return Status::ok();
+  return pg_exec_params(conn,
+                        "UPDATE cache_bridge_stamp s SET channel = u.c "
+                        "FROM unnest($2::text[], $3::text[]) AS u(k, c) "
+                        "WHERE s.bridge_name = $1 AND s.cache_key = u.k",
+                        {bridge_name, text_array(rows, &StampRow::cache_key), text_array(rows, &StampRow::channel)});
+}
+
 Status read_channel_stamps(PGconn* conn, const std::string& bridge_name, const std::string& channel,
                            int64_t min_seq, int max_keys,
                            const std::function<void(Invalidation)>& each, bool* truncated) {

@@ -14,6 +14,7 @@
 #include "invalidation_store.h"
 #include "log.h"
 #include "notification_mapper.h"
+#include "stamp_upkeep.h"
 
 namespace bridge {
 namespace {
@@ -119,6 +120,16 @@ Status PgListener::connect_and_catch_up() {
     }
     std::string resume_xid;
     if (auto s = store::load_cursor(conn_.get(), config_.cursor_name, &resume_xid); !s) return s;
+    if (stamps_installed) {
+      StampUpkeepResult upkeep;
+      if (auto s = upkeep_stamps(conn_.get(), config_.cursor_name, config_.channel_template,
+                                 config_.replay_max_age, clock_, &upkeep);
+          !s) {
+        return s;
+      }
+      if (upkeep.rerouted > 0) log::info("stamps: {} key(s) routed by the new BRIDGE_CHANNEL", upkeep.rerouted);
+      if (upkeep.seeded > 0) log::info("stamps: {} key(s) from the store stamped for replays", upkeep.seeded);
+    }
     size_t count = 0;
     std::string snapshot_xmin;
     auto s = store::read_since(

@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS cache_bridge_cursor (
     resume_xid xid8        NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- The BRIDGE_CHANNEL its stamps are routed by (cache_bridge_stamp.channel): when it changes,
+-- the bridge routes its stored stamps anew at startup.
+ALTER TABLE cache_bridge_cursor ADD COLUMN IF NOT EXISTS channel_template text;
 
 -- What each bridge published: every key's newest stamp, written by the bridge (never by the
 -- writers, so a writer never waits on the bridge's row locks). seq is the bridge's receipt

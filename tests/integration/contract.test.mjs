@@ -243,6 +243,23 @@ describe('contract: timestamps after the commit, every subscriber served', () =>
     assert.deepEqual(b.events.map((e) => e.data.cacheKey), ['posts-1']);
   });
 
+  test('a changed BRIDGE_CHANNEL routes the stored stamps anew; a new bridge name starts from the store', async () => {
+    const snapshot = async (channel) => JSON.parse((await http(`${stack.baseUrl}/snapshot?channel=${channel}`)).text);
+    // Keys in the store that no bridge named 'renamed' ever stamped (as after an upgrade).
+    await db.query(`INSERT INTO item VALUES ('r1', 'v'), ('r2', 'v')`);
+    const bridge = await stack.useBridge({ BRIDGE_CHANNEL: 'cache-{table}', BRIDGE_CURSOR_NAME: 'renamed' });
+    await bridge.waitForLine(/stamps: \d+ key\(s\) from the store stamped for replays/, 5000);
+    const before = await snapshot('cache-item');
+    const r1 = before.invalidations.find((x) => x.cacheKey === 'item:r1');
+    assert.ok(r1, `the store's key is served: ${JSON.stringify(before)}`);
+
+    const moved = await stack.useBridge({ BRIDGE_CHANNEL: 'moved-{table}', BRIDGE_CURSOR_NAME: 'renamed' });
+    await moved.waitForLine(/stamps: \d+ key\(s\) routed by the new BRIDGE_CHANNEL/, 5000);
+    const after = await snapshot('moved-item');
+    assert.deepEqual(after.invalidations.find((x) => x.cacheKey === 'item:r1'), r1, 'same stamp, new channel');
+    assert.deepEqual((await snapshot('cache-item')).invalidations, [], 'nothing left on the old channel');
+  });
+
   test('no bridge log line contains the app secret', () => {
     for (const b of stack.bridgesStarted) {
       assert.ok(!b.text().includes(SECRET), `the secret appears in a bridge log:\n${b.output()}`);
