@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 
+#include "change_clock.h"
 #include "invalidation_store.h"
 #include "pg_connection.h"
 #include "soketi_client.h"
@@ -47,6 +49,47 @@ Status self_notify(PGconn* conn) {
                        "transaction mode in between? LISTEN needs a session)");
 }
 
+// The database's clock minus the bridge's, in microseconds, from the quickest of a few round
+// trips; *uncertainty_us is half that round trip.
+Status clock_offset(PGconn* conn, int64_t* offset_us, int64_t* uncertainty_us) {
+  int64_t best_rtt = -1;
+  for (int i = 0; i < 5; ++i) {
+    PgResultPtr result;
+    int64_t before = ChangeClock::system_now_us();
+    if (auto s = pg_exec(conn, "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint", &result); !s) {
+      return s;
+    }
+    int64_t after = ChangeClock::system_now_us();
+    int64_t db = std::strtoll(PQgetvalue(result.get(), 0, 0), nullptr, 10);
+    if (best_rtt < 0 || after - before < best_rtt) {
+      best_rtt = after - before;
+      *offset_us = db - (before + after) / 2;
+      *uncertainty_us = best_rtt / 2;
+    }
+  }
+  return Status::ok();
+}
+
+// The contract holds while the bridge's clock is not behind the database's (and the readers')
+// by more than BRIDGE_CLOCK_MARGIN_MS: say how far it is.
+void report_clock(Report& report, PGconn* conn, const Config& config) {
+  int64_t offset_us = 0, uncertainty_us = 0;
+  if (auto s = clock_offset(conn, &offset_us, &uncertainty_us); !s) {
+    report.fail("clock: " + s.message());
+    return;
+  }
+  std::string line = fmt::format(
+      "clock: the database's clock is {:.1f} ms {} the bridge's (+/- {:.1f} ms); the timestamp contract "
+      "tolerates the bridge's clock behind by up to BRIDGE_CLOCK_MARGIN_MS ({} ms)",
+      std::abs(offset_us) / 1000.0, offset_us >= 0 ? "ahead of" : "behind", uncertainty_us / 1000.0,
+      config.clock_margin.count());
+  if (offset_us - uncertainty_us > config.clock_margin.count() * 1000) {
+    report.warn(line + ": raise the margin or synchronise the clocks (NTP)");
+  } else {
+    report.ok(line);
+  }
+}
+
 }  // namespace
 
 int run_preflight(const Config& config) {
@@ -70,8 +113,15 @@ int run_preflight(const Config& config) {
     } else if (!installed) {
       report.warn("store: sql/cache_invalidation.sql is not installed: no catch-up and no replay");
     } else {
-      report.ok("store: cache_invalidated_at and cache_bridge_cursor present");
+      bool stamps = false;
+      if (auto s = store::check_stamps_installed(conn.get(), &stamps); !s || !stamps) {
+        report.warn("store: cache_bridge_stamp is missing (rerun sql/cache_invalidation.sql): "
+                    "no replays or snapshots of what the bridge publishes");
+      } else {
+        report.ok("store: cache_invalidated_at, cache_bridge_cursor and cache_bridge_stamp present");
+      }
     }
+    report_clock(report, conn.get(), config);
   }
 
   SoketiClient client(config);

@@ -103,6 +103,10 @@ describe('observability: health, readiness, metrics and --check', () => {
     assert.ok(lines.length >= 2, `at least a PostgreSQL line and a Soketi line:\n${r.output}`);
     assert.ok(lines.some((l) => /postgres|database/i.test(l)), `a line for PostgreSQL:\n${r.output}`);
     assert.ok(lines.some((l) => /soketi/i.test(l)), `a line for Soketi:\n${r.output}`);
+    // Same machine, same clock: the measured bridge-database offset is within a few ms.
+    const clock = lines.find((l) => /^ok\s+clock: the database's clock is [\d.]+ ms (ahead of|behind) the bridge's/.test(l));
+    assert.ok(clock, `a line with the measured clock offset:\n${r.output}`);
+    assert.ok(Number(clock.match(/is ([\d.]+) ms/)[1]) < 50, clock);
     assert.ok(!r.text.includes(SECRET), 'the secret is not printed');
   });
 
