@@ -123,6 +123,7 @@ int main(int argc, char** argv) {
   // Closing the queue first releases a listener or replayer blocked on a full queue; what
   // they could not queue is still after the cursor, so the next start catches it up.
   queue.close();
+  stamps.close();
   replayer.stop();
   listener.stop();
   publisher.drain_and_stop(std::chrono::seconds(5));

@@ -114,11 +114,22 @@ int run_preflight(const Config& config) {
       report.warn("store: sql/cache_invalidation.sql is not installed: no catch-up and no replay");
     } else {
       bool stamps = false;
+      PgResultPtr rights;
       if (auto s = store::check_stamps_installed(conn.get(), &stamps); !s || !stamps) {
         report.warn("store: cache_bridge_stamp is missing (rerun sql/cache_invalidation.sql): "
                     "no replays or snapshots of what the bridge publishes");
+      } else if (auto s = pg_exec(conn.get(),
+                                  "SELECT has_table_privilege('cache_bridge_stamp', 'SELECT, INSERT, UPDATE') "
+                                  "AND has_table_privilege('cache_bridge_cursor', 'SELECT, INSERT, UPDATE') "
+                                  "AND has_table_privilege('cache_invalidated_at', 'SELECT')",
+                                  &rights);
+                 !s || PQgetvalue(rights.get(), 0, 0)[0] != 't') {
+        // Without them the stamps wait in memory and, once their bound is reached, hold back
+        // publishing: say so before it runs.
+        report.fail("store: this role needs SELECT, INSERT, UPDATE on cache_bridge_stamp and "
+                    "cache_bridge_cursor, and SELECT on cache_invalidated_at");
       } else {
-        report.ok("store: cache_invalidated_at, cache_bridge_cursor and cache_bridge_stamp present");
+        report.ok("store: cache_invalidated_at, cache_bridge_cursor and cache_bridge_stamp present and writable");
       }
     }
     report_clock(report, conn.get(), config);

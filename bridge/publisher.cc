@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <random>
 
+#include "change_clock.h"
 #include "clock.h"
 #include "log.h"
 
@@ -87,9 +88,10 @@ void Publisher::publish_with_retries(SoketiClient& client,
     if (outcome.kind == PublishOutcome::Kind::kOk) {
       metrics_.events_published += events.size();
       metrics_.batches_published += 1;
-      int64_t now = epoch_ms();
+      int64_t now_us = ChangeClock::system_now_us();
       for (const auto& item : items) {
-        metrics_.publish_lag.observe(static_cast<double>(now - item.invalidation.invalidated_at_ms));
+        // From the stamp, taken at receipt (just after the commit, for a live change).
+        metrics_.publish_lag.observe(static_cast<double>(now_us - item.invalidation.seq) / 1000.0);
         log::debug("published {} to {} (invalidatedAt {}{})", log::excerpt(item.invalidation.cache_key),
                    item.channel, item.invalidation.invalidated_at_ms,
                    item.invalidation.replay ? ", replay" : "");

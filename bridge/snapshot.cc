@@ -14,6 +14,7 @@ namespace bridge {
 namespace {
 
 constexpr std::chrono::milliseconds kFlushWait{2000};
+constexpr std::chrono::milliseconds kConnectionWait{1000};
 
 bool valid_channel_name(std::string_view name) {
   if (name.empty() || name.size() > 200) return false;
@@ -89,7 +90,8 @@ SnapshotAnswer SnapshotService::answer(const SnapshotQuery& query) {
 
   std::vector<Invalidation> invalidations;
   bool truncated = false;
-  std::lock_guard lock(conn_mutex_);
+  std::unique_lock lock(conn_mutex_, std::defer_lock);
+  if (!lock.try_lock_for(kConnectionWait)) return refuse(refusal(503, "busy; retry", 1));
   Status s;
   if (!conn_) s = pg_connect(config_.database_url, &conn_);
   if (s) {

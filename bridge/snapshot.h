@@ -56,7 +56,9 @@ class SnapshotService {
   StampWriter& stamps_;
   Metrics& metrics_;
   RateLimiter limiter_;
-  std::mutex conn_mutex_;
+  // Timed: a request waits for the connection only briefly, so slow or stuck queries (a
+  // database that went away) cannot tie up every HTTP worker that webhooks and probes need.
+  std::timed_mutex conn_mutex_;
   PgConnPtr conn_;  // protected by conn_mutex_; reconnected on the next request after an error
 };
 

@@ -31,10 +31,19 @@ void StampWriter::start() {
   });
 }
 
+void StampWriter::close() {
+  {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+  }
+  written_.notify_all();
+}
+
 void StampWriter::stop(std::chrono::milliseconds grace) {
   {
     std::lock_guard lock(mutex_);
     if (!stopping_) give_up_at_ = std::chrono::steady_clock::now() + grace;
+    closed_ = true;
     stopping_ = true;
   }
   work_.notify_all();
@@ -44,11 +53,12 @@ void StampWriter::stop(std::chrono::milliseconds grace) {
 
 bool StampWriter::record(const std::string& channel, const Invalidation& invalidation) {
   std::unique_lock lock(mutex_);
+  if (closed_) return false;
   auto it = pending_.find(invalidation.cache_key);
   if (it == pending_.end()) {
     // A new key needs room; one already waiting is only overwritten.
-    written_.wait(lock, [&] { return stopping_ || pending_.size() < max_pending_; });
-    if (stopping_) return false;
+    written_.wait(lock, [&] { return closed_ || pending_.size() < max_pending_; });
+    if (closed_) return false;
     it = pending_.emplace(invalidation.cache_key, store::StampRow{invalidation.cache_key, {}, {}, 0}).first;
   }
   store::StampRow& row = it->second;

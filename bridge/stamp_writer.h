@@ -32,10 +32,16 @@ class StampWriter {
   StampWriter& operator=(const StampWriter&) = delete;
 
   void start();
+  // Refuses new stamps from now on (record() returns false, also one blocked waiting for
+  // room); what waits is still written by stop(). Shutdown calls it first, so a listener
+  // blocked on a full writer while PostgreSQL is away cannot hold the process.
+  void close();
   // Writes what waits (for at most `grace`), then stops.
   void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
 
-  // Remembers a stamped invalidation of `channel` for writing. Returns false once stopped.
+  // Remembers a stamped invalidation of `channel` for writing. Blocks while max_pending keys
+  // wait. Returns false once closed (the change is then not published either: the catch-up
+  // cursor has not passed it, so the next start publishes it).
   bool record(const std::string& channel, const Invalidation& invalidation);
 
   // Waits until every stamp recorded before the call is written (true), or `timeout`
@@ -58,6 +64,7 @@ class StampWriter {
   std::unordered_map<std::string, store::StampRow> pending_;  // by cache key
   uint64_t recorded_ = 0;  // record() calls so far
   uint64_t durable_ = 0;   // every record() up to this count is written
+  bool closed_ = false;  // close() or stop() was called
   bool stopping_ = false;
   bool stopped_ = false;
   std::chrono::steady_clock::time_point give_up_at_{};

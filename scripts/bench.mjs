@@ -226,7 +226,10 @@ class Bench {
   async createTable(scenario) {
     const table = `b${String(++this.tableSeq).padStart(2, '0')}_${scenario.id.replace(/-/g, '_')}`;
     await this.pg.query(`DROP TABLE IF EXISTS ${table}`);
-    await this.pg.query(`CREATE TABLE ${table} (id bigint PRIMARY KEY, v int NOT NULL DEFAULT 0)`);
+    // w: when the row was written (epoch ms, inside the transaction), carried in the event's data:
+    // what latency is measured from.
+    await this.pg.query(`CREATE TABLE ${table} (id bigint PRIMARY KEY, v int NOT NULL DEFAULT 0,
+      w bigint NOT NULL DEFAULT (extract(epoch FROM clock_timestamp()) * 1000)::bigint)`);
     // The hot row exists before the trigger: its INSERT is not part of the measurement.
     if (scenario.kind === 'hot') await this.pg.query(`INSERT INTO ${table} (id, v) VALUES (1, 0)`);
     if (scenario.kind !== 'ceiling' || scenario.withWriters) await this.pg.query(`SELECT cache_invalidation_attach('${table}', 'id')`);

@@ -53,7 +53,10 @@ const reportFailure = (err) => {
   }
 };
 
-const invalidate = (n) => pusher.trigger(channel, 'cache-invalidate', { cacheKey: n.cache_key, invalidatedAt: n.invalidated_at });
+// The payload carries no timestamp (one taken in the transaction precedes the commit): stamp at
+// receipt, as a user would. writtenAt is the benchmark's own measuring point (the row's w).
+const invalidate = (n) => pusher.trigger(channel, 'cache-invalidate',
+  { cacheKey: n.cache_key, invalidatedAt: n.received_at, writtenAt: n.data?.w });
 let chain = Promise.resolve();
 
 const client = new pg.Client({ connectionString: env.DATABASE_URL });
@@ -63,6 +66,7 @@ client.on('error', (err) => {
 });
 client.on('notification', (msg) => {
   const n = JSON.parse(msg.payload);
+  n.received_at = Date.now();
   if (mode === 'unbounded') invalidate(n).catch(reportFailure);
   else chain = chain.then(() => invalidate(n)).catch(reportFailure);
 });

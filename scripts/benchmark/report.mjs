@@ -208,8 +208,9 @@ export function renderReport({ results, quick, startedAt, finishedAt, machine, s
     '1-subscriber saturation rows, events the slowest subscriber received between the first write and the last commit, ' +
     'divided by that time (the rate sustained while the writers run); on the other rows, delivered/sub divided by the ' +
     'time from the first write until every subscriber held every final timestamp.');
-  out.push('- **Latency**: receipt at the pusher-js subscriber (Date.now()) − `data.invalidatedAt` (the trigger\'s ' +
-    'clock_timestamp(), whole ms, taken inside the transaction, so it includes the rest of the transaction and the commit), ' +
+  out.push('- **Latency**: receipt at the pusher-js subscriber (Date.now()) − the row\'s write time (column `w`, ' +
+    'clock_timestamp() in whole ms inside the writing transaction, carried in the event\'s data; so it includes the rest ' +
+    'of the transaction and the commit), ' +
     'over every event at every subscriber. Not for the ceiling, whose events are stamped when signed, before the run.');
   out.push('- **CPU %**: utime+stime from /proc/<pid>/stat over the row\'s window (first write until everything arrived), ' +
     'percent of one core. **peak RSS**: VmHWM from /proc/<pid>/status, reset through /proc/<pid>/clear_refs at the start ' +

@@ -1,7 +1,8 @@
 // Benchmark subscriber process: holds N real pusher-js clients subscribed to one channel and
 // keeps, per client, the newest invalidatedAt received for each key of the scenario, so the
 // driver can tell when every key's final timestamp reached every subscriber. Latency
-// (receipt minus data.invalidatedAt, in whole ms) goes into one histogram per process.
+// (receipt minus the row's write time, data.data.w or the baseline's data.writtenAt, else
+// data.invalidatedAt; whole ms) goes into one histogram per process.
 //
 // Keys must look like "<table>:<integer id>" (the benchmark's tables and the ceiling's events).
 // Requests (see ipc.mjs): connect {port, key, channel, count}, start {table, timeline},
@@ -47,7 +48,7 @@ function onEvent(stats, event, data) {
   stats.events++;
   if (!stats.first) stats.first = now;
   stats.last = now;
-  const latency = now - data.invalidatedAt;
+  const latency = now - (data.data?.w ?? data.writtenAt ?? data.invalidatedAt);
   s.hist[Math.max(0, Math.min(HIST_MAX_MS, latency))]++;
   if (latency > s.latMax) s.latMax = latency;
   stats.slots[Math.min(SLOTS - 1, Math.floor((now - s.startedAt) / SLOT_MS))]++;

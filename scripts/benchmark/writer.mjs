@@ -103,7 +103,7 @@ async function runHot({ table, row, durationMs, connections }) {
   const t0 = performance.now();
   await Promise.all(conns.slice(0, connections ?? conns.length).map(async (conn) => {
     while (performance.now() - t0 < durationMs) {
-      await conn.query(`UPDATE ${table} SET v = v + 1 WHERE id = $1`, [row]);
+      await conn.query(`UPDATE ${table} SET v = v + 1, w = (extract(epoch FROM clock_timestamp()) * 1000)::bigint WHERE id = $1`, [row]);
       committed++;
       lastCommit = Date.now();
     }
