@@ -1,7 +1,6 @@
 #include "change_clock.h"
 
 #include <algorithm>
-#include <chrono>
 
 namespace bridge {
 
@@ -23,12 +22,6 @@ void ChangeClock::resume_after(int64_t seq) {
 int64_t ChangeClock::last() const {
   std::lock_guard lock(mutex_);
   return last_;
-}
-
-int64_t ChangeClock::system_now_us() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 }  // namespace bridge

@@ -12,14 +12,22 @@
 // Thread-safe. The clock is injected so tests can freeze it.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <mutex>
+
+#include "clock.h"
 
 namespace bridge {
 
 // invalidatedAt (epoch ms) of a seq: the first millisecond after it.
 inline int64_t invalidated_at_of(int64_t seq) { return seq / 1000 + 1; }
+
+// The smallest seq a change stamped within the last `age` can have (for retention queries).
+inline int64_t oldest_seq_within(std::chrono::seconds age) {
+  return epoch_us() - std::chrono::duration_cast<std::chrono::microseconds>(age).count();
+}
 
 class ChangeClock {
  public:
@@ -28,7 +36,7 @@ class ChangeClock {
   // margin_us is added to every reading (tolerates a bridge clock that far behind the
   // database's and the readers'). frozen_at_ms > 0 replaces the clock with that constant
   // (tests force equal invalidatedAt with it).
-  ChangeClock(int64_t margin_us, int64_t frozen_at_ms, NowMicros now = system_now_us);
+  ChangeClock(int64_t margin_us, int64_t frozen_at_ms, NowMicros now = epoch_us);
   ChangeClock(const ChangeClock&) = delete;
   ChangeClock& operator=(const ChangeClock&) = delete;
 
@@ -40,8 +48,6 @@ class ChangeClock {
 
   // The newest seq handed out (0 before the first).
   int64_t last() const;
-
-  static int64_t system_now_us();
 
  private:
   const int64_t margin_us_;

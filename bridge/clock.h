@@ -1,4 +1,4 @@
-// Millisecond clocks: steady for intervals, epoch for timestamps that leave the process.
+// Clocks: steady for intervals, epoch for timestamps that leave the process.
 #pragma once
 
 #include <chrono>
@@ -9,6 +9,12 @@ namespace bridge {
 inline int64_t steady_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+inline int64_t epoch_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 

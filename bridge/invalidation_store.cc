@@ -43,7 +43,7 @@ Status stream_rows(PGconn* conn, const std::string& sql, const std::vector<std::
 }
 
 // A PostgreSQL array literal of text values: {"a","b\"c"}.
-std::string text_array(const std::vector<StampRow>& rows, std::string StampRow::*field) {
+std::string text_array(std::span<const StampRow> rows, std::string StampRow::*field) {
   std::string out = "{";
   for (const auto& row : rows) {
     if (out.size() > 1) out += ',';
@@ -146,7 +146,7 @@ Status max_stamp_seq(PGconn* conn, const std::string& bridge_name, int64_t* seq)
   return Status::ok();
 }
 
-Status write_stamps(PGconn* conn, const std::string& bridge_name, const std::vector<StampRow>& rows) {
+Status write_stamps(PGconn* conn, const std::string& bridge_name, std::span<const StampRow> rows) {
   if (rows.empty()) return Status::ok();
   std::string seqs = "{";
   for (const auto& row : rows) {
@@ -165,7 +165,7 @@ Status write_stamps(PGconn* conn, const std::string& bridge_name, const std::vec
        text_array(rows, &StampRow::table), seqs});
 }
 
-Status reroute_stamps(PGconn* conn, const std::string& bridge_name, const std::vector<StampRow>& rows) {
+Status reroute_stamps(PGconn* conn, const std::string& bridge_name, std::span<const StampRow> rows) {
   if (rows.empty()) return Status::ok();
   return pg_exec_params(conn,
                         "UPDATE cache_bridge_stamp s SET channel = u.c "

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -47,10 +48,10 @@ Status check_stamps_installed(PGconn* conn, bool* installed);
 Status max_stamp_seq(PGconn* conn, const std::string& bridge_name, int64_t* seq);
 
 // Upserts the rows in one statement; a row never replaces one with a larger seq.
-Status write_stamps(PGconn* conn, const std::string& bridge_name, const std::vector<StampRow>& rows);
+Status write_stamps(PGconn* conn, const std::string& bridge_name, std::span<const StampRow> rows);
 
 // Sets the channel of each row's stamp (seq untouched), for a changed BRIDGE_CHANNEL.
-Status reroute_stamps(PGconn* conn, const std::string& bridge_name, const std::vector<StampRow>& rows);
+Status reroute_stamps(PGconn* conn, const std::string& bridge_name, std::span<const StampRow> rows);
 
 // The stamps of `channel` with seq > min_seq, at most max_keys of them (the newest), oldest
 // first (so the last event a channel sees, the one Soketi caches on cache- channels, is the

@@ -110,26 +110,9 @@ Status PgListener::connect_and_catch_up() {
     log::warn("PostgreSQL: table cache_invalidated_at not found (install sql/cache_invalidation.sql); "
               "changes committed while the bridge is away will not be caught up, nor replayed");
   } else {
-    // Stamps continue after the last one stored (an earlier run, or another bridge of this name).
-    bool stamps_installed = false;
-    if (auto s = store::check_stamps_installed(conn_.get(), &stamps_installed); !s) return s;
-    if (stamps_installed) {
-      int64_t last_seq = 0;
-      if (auto s = store::max_stamp_seq(conn_.get(), config_.cursor_name, &last_seq); !s) return s;
-      clock_.resume_after(last_seq);
-    }
     std::string resume_xid;
     if (auto s = store::load_cursor(conn_.get(), config_.cursor_name, &resume_xid); !s) return s;
-    if (stamps_installed) {
-      StampUpkeepResult upkeep;
-      if (auto s = upkeep_stamps(conn_.get(), config_.cursor_name, config_.channel_template,
-                                 config_.replay_max_age, clock_, &upkeep);
-          !s) {
-        return s;
-      }
-      if (upkeep.rerouted > 0) log::info("stamps: {} key(s) routed by the new BRIDGE_CHANNEL", upkeep.rerouted);
-      if (upkeep.seeded > 0) log::info("stamps: {} key(s) from the store stamped for replays", upkeep.seeded);
-    }
+    if (auto s = prepare_stamps(); !s) return s;
     size_t count = 0;
     std::string snapshot_xmin;
     auto s = store::read_since(
@@ -148,6 +131,24 @@ Status PgListener::connect_and_catch_up() {
   connected_ = true;
   metrics_.listen_connected = 1;
   last_verified_ms_ = steady_ms();
+  return Status::ok();
+}
+
+Status PgListener::prepare_stamps() {
+  bool installed = false;
+  if (auto s = store::check_stamps_installed(conn_.get(), &installed); !s || !installed) return s;
+  // Stamps continue after the last one stored (an earlier run, or another bridge of this name).
+  int64_t last_seq = 0;
+  if (auto s = store::max_stamp_seq(conn_.get(), config_.cursor_name, &last_seq); !s) return s;
+  clock_.resume_after(last_seq);
+  StampUpkeepResult upkeep;
+  if (auto s = upkeep_stamps(conn_.get(), config_.cursor_name, config_.channel_template,
+                             config_.replay_max_age, clock_, &upkeep);
+      !s) {
+    return s;
+  }
+  if (upkeep.rerouted > 0) log::info("stamps: {} key(s) routed by the new BRIDGE_CHANNEL", upkeep.rerouted);
+  if (upkeep.seeded > 0) log::info("stamps: {} key(s) from the store stamped for replays", upkeep.seeded);
   return Status::ok();
 }
 

@@ -50,6 +50,7 @@ class PgListener {
 
   void run();
   Status connect_and_catch_up();
+  Status prepare_stamps();  // REQUIRES: connected, the cursor loaded
   Status receive_until_broken();
   void handle_notification(const PGnotify& notify);
   void push(Invalidation invalidation);

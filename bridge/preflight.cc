@@ -7,7 +7,7 @@
 #include <chrono>
 #include <cstdlib>
 
-#include "change_clock.h"
+#include "clock.h"
 #include "invalidation_store.h"
 #include "pg_connection.h"
 #include "soketi_client.h"
@@ -55,11 +55,11 @@ Status clock_offset(PGconn* conn, int64_t* offset_us, int64_t* uncertainty_us) {
   int64_t best_rtt = -1;
   for (int i = 0; i < 5; ++i) {
     PgResultPtr result;
-    int64_t before = ChangeClock::system_now_us();
+    int64_t before = epoch_us();
     if (auto s = pg_exec(conn, "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint", &result); !s) {
       return s;
     }
-    int64_t after = ChangeClock::system_now_us();
+    int64_t after = epoch_us();
     int64_t db = std::strtoll(PQgetvalue(result.get(), 0, 0), nullptr, 10);
     if (best_rtt < 0 || after - before < best_rtt) {
       best_rtt = after - before;

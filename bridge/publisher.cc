@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <random>
 
-#include "change_clock.h"
 #include "clock.h"
 #include "log.h"
 
@@ -88,7 +87,7 @@ void Publisher::publish_with_retries(SoketiClient& client,
     if (outcome.kind == PublishOutcome::Kind::kOk) {
       metrics_.events_published += events.size();
       metrics_.batches_published += 1;
-      int64_t now_us = ChangeClock::system_now_us();
+      int64_t now_us = epoch_us();
       for (const auto& item : items) {
         // From the stamp, taken at receipt (just after the commit, for a live change).
         metrics_.publish_lag.observe(static_cast<double>(now_us - item.invalidation.seq) / 1000.0);

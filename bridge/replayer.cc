@@ -106,9 +106,8 @@ Status Replayer::replay(const std::string& channel) {
   ++metrics_.replay_requests;
   if (!stamps_.flush(kFlushWait)) log::warn("replay to {}: stamps still being written", channel);
   size_t count = 0;
-  int64_t min_seq = ChangeClock::system_now_us() -
-                    std::chrono::duration_cast<std::chrono::microseconds>(config_.replay_max_age).count();
-  auto s = store::read_channel_stamps(conn_.get(), config_.cursor_name, channel, min_seq,
+  auto s = store::read_channel_stamps(conn_.get(), config_.cursor_name, channel,
+                                      oldest_seq_within(config_.replay_max_age),
                                       config_.replay_max_keys, [&](Invalidation inv) {
                                         inv.replay = true;
                                         ++count;

@@ -84,8 +84,7 @@ SnapshotAnswer SnapshotService::answer(const SnapshotQuery& query) {
 
   // What went out live before this request is in the store once the writer has flushed.
   if (!stamps_.flush(kFlushWait)) return refuse(refusal(503, "stamps are still being written; retry", 1));
-  int64_t min_seq = ChangeClock::system_now_us() -
-                    std::chrono::duration_cast<std::chrono::microseconds>(config_.replay_max_age).count();
+  int64_t min_seq = oldest_seq_within(config_.replay_max_age);
   if (!query.since.empty()) min_seq = std::max<int64_t>(min_seq, std::stoll(query.since) * 1000 - 1);
 
   std::vector<Invalidation> invalidations;

@@ -98,13 +98,13 @@ void StampWriter::run() {
         written_.notify_all();
         return;
       }
+      // Everything that waits, so that once it is written every record() so far is durable
+      // (a flush() then never waits behind a steady stream of new stamps).
       batch.clear();
-      for (auto it = pending_.begin(); it != pending_.end() && batch.size() < kBatchRows;) {
-        batch.push_back(std::move(it->second));
-        it = pending_.erase(it);
-      }
-      // The batch covers every record() so far only if nothing else waits.
-      covers = pending_.empty() ? recorded_ : durable_;
+      batch.reserve(pending_.size());
+      for (auto& [key, row] : pending_) batch.push_back(std::move(row));
+      pending_.clear();
+      covers = recorded_;
       written_.notify_all();  // room for record()
     }
 
@@ -117,24 +117,31 @@ void StampWriter::run() {
                   "replays and snapshots will not see what the bridge publishes");
       }
     }
-    if (status && installed) status = store::write_stamps(conn.get(), bridge_name_, batch);
+    size_t written = 0;
+    while (status && installed && written < batch.size()) {
+      size_t n = std::min(kBatchRows, batch.size() - written);
+      status = store::write_stamps(conn.get(), bridge_name_, std::span(batch).subspan(written, n));
+      if (status) written += n;
+    }
+    if (status && !installed) written = batch.size();  // nowhere to write: dropped, said above
 
     std::unique_lock lock(mutex_);
     if (status) {
       if (reported_down) log::info("stamps: writing again");
       reported_down = false;
-      metrics_.stamps_written += installed ? batch.size() : 0;
+      metrics_.stamps_written += installed ? written : 0;
       durable_ = std::max(durable_, covers);
       written_.notify_all();
       continue;
     }
-    // Put the batch back (a newer stamp recorded meanwhile wins) and try again later.
+    // Put back what was not written (a newer stamp recorded meanwhile wins); try again later.
     if (!reported_down) log::warn("stamps: cannot write to PostgreSQL ({}); retrying", status.message());
     reported_down = true;
     conn.reset();
-    for (auto& row : batch) {
-      auto [it, inserted] = pending_.try_emplace(row.cache_key, row);
-      if (!inserted && it->second.seq < row.seq) it->second = std::move(row);
+    metrics_.stamps_written += written;
+    for (auto it = batch.begin() + static_cast<std::ptrdiff_t>(written); it != batch.end(); ++it) {
+      auto [waiting, inserted] = pending_.try_emplace(it->cache_key, *it);
+      if (!inserted && waiting->second.seq < it->seq) waiting->second = std::move(*it);
     }
     if (!stopping_) work_.wait_for(lock, kRetryDelay, [&] { return stopping_; });
   }

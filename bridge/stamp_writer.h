@@ -2,7 +2,7 @@
 // catch-ups and snapshots carry the same seq and invalidatedAt as the live events.
 //
 // Outside the writers' transactions: a thread of its own with its own connection writes
-// batches (one UPSERT of up to kBatchRows keys), on a table no trigger touches, so a writer
+// what waits in UPSERTs of up to 1,000 keys, on a table no trigger touches, so a writer
 // never waits on the bridge's locks. Per key only the newest stamp waits; at most max_pending
 // keys wait (record() blocks beyond that: backpressure on the listener, never a drop). While
 // PostgreSQL is unreachable the stamps wait and are written once it answers.
