@@ -52,8 +52,9 @@ channel.bind('pusher:subscription_succeeded', () => {
 });
 channel.bind_global((event, data) => {
   if (event.startsWith('pusher:') || event.startsWith('pusher_internal:')) return;
-  const latencyMs = data && data.invalidatedAt ? Date.now() - data.invalidatedAt : undefined;
-  console.log(JSON.stringify({ event, channel: channelName, data, latencyMs }));
+  // From the bridge's stamp (taken when it received the change, just after the commit) to here.
+  const sinceStampMs = Number.isFinite(data?.seq) ? Math.max(0, Date.now() - data.seq / 1000) : undefined;
+  console.log(JSON.stringify({ event, channel: channelName, data, sinceStampMs: sinceStampMs?.toFixed(1) }));
   if (++received >= args.count) finish(0);
 });
 pusher.connection.bind('error', (err) => console.error('subscribe.mjs: connection error', JSON.stringify(err)));
