@@ -13,10 +13,8 @@ void write_string(JsonWriter& w, std::string_view s) {
   w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
 }
 
-std::string encode(const Invalidation& inv, bool with_data) {
-  rapidjson::StringBuffer buffer;
-  JsonWriter w(buffer);
-  w.StartObject();
+// What events and snapshot entries share: the key, its stamp, and the table when known.
+void write_stamp_fields(JsonWriter& w, const Invalidation& inv) {
   w.Key("cacheKey");
   write_string(w, inv.cache_key);
   w.Key("invalidatedAt");
@@ -27,6 +25,13 @@ std::string encode(const Invalidation& inv, bool with_data) {
     w.Key("table");
     write_string(w, inv.table);
   }
+}
+
+std::string encode(const Invalidation& inv, bool with_data) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  w.StartObject();
+  write_stamp_fields(w, inv);
   if (!inv.action.empty()) {
     w.Key("action");
     write_string(w, inv.action);
@@ -90,16 +95,7 @@ std::string encode_snapshot(std::string_view channel, const std::vector<Invalida
   w.StartArray();
   for (const auto& inv : invalidations) {
     w.StartObject();
-    w.Key("cacheKey");
-    write_string(w, inv.cache_key);
-    w.Key("invalidatedAt");
-    w.Int64(inv.invalidated_at_ms);
-    w.Key("seq");
-    w.Int64(inv.seq);
-    if (!inv.table.empty()) {
-      w.Key("table");
-      write_string(w, inv.table);
-    }
+    write_stamp_fields(w, inv);
     w.EndObject();
   }
   w.EndArray();
