@@ -4,6 +4,7 @@
 
 #include <httplib.h>
 
+#include "clock.h"
 #include "log.h"
 #include "soketi_client.h"
 #include "webhook.h"
@@ -50,10 +51,15 @@ Status HttpServer::start() {
   server_->Post(config_.webhook_path, [this](const httplib::Request& request, httplib::Response& response) {
     WebhookVerdict verdict =
         verify_webhook(config_.app_key, config_.app_secret, header(request, "X-Pusher-Key"),
-                       header(request, "X-Pusher-Signature"), request.body, config_.webhook_event_types);
+                       header(request, "X-Pusher-Signature"), request.body, config_.webhook_event_types,
+                       epoch_ms());
     response.status = verdict.status;
     if (verdict.status != 200) {
-      ++metrics_.webhooks_rejected;
+      switch (verdict.rejection) {
+        case WebhookRejection::kStale: ++metrics_.webhooks_rejected_stale; break;
+        case WebhookRejection::kMalformed: ++metrics_.webhooks_rejected_malformed; break;
+        default: ++metrics_.webhooks_rejected_signature; break;
+      }
       log::warn("webhook from {} rejected ({}): {}", request.remote_addr, verdict.status, verdict.reason);
       response.set_content(verdict.reason + "\n", "text/plain");
       return;
@@ -100,7 +106,7 @@ Status HttpServer::start() {
 
   // 413 for oversized bodies comes from set_payload_max_length; count it as a rejection.
   server_->set_error_handler([this](const httplib::Request&, httplib::Response& response) {
-    if (response.status == 413) ++metrics_.webhooks_rejected;
+    if (response.status == 413) ++metrics_.webhooks_rejected_oversized;
   });
 
   if (!server_->bind_to_port(config_.http_bind.c_str(), config_.http_port)) {

@@ -9,12 +9,15 @@
 #include <ctime>
 #include <mutex>
 
+#include "secret_redactor.h"
+
 namespace bridge::log {
 namespace {
 
 std::atomic<Level> g_min_level{Level::kInfo};
 std::atomic<Format> g_format{Format::kText};
 std::mutex g_write_mutex;
+std::vector<std::string> g_secrets;  // set once at startup, before other threads run
 
 const char* level_name(Level level) {
   switch (level) {
@@ -45,9 +48,15 @@ void configure(Level min_level, Format format) {
   g_format = format;
 }
 
+void hide_secrets(std::vector<std::string> secrets) { g_secrets = std::move(secrets); }
+
+std::string redacted(std::string_view text) { return redact(text, g_secrets); }
+
 bool enabled(Level level) { return level >= g_min_level.load(std::memory_order_relaxed); }
 
-void write(Level level, std::string_view message) {
+void write(Level level, std::string_view raw_message) {
+  std::string safe = redacted(raw_message);
+  std::string_view message = safe;
   std::string line;
   if (g_format == Format::kJson) {
     rapidjson::StringBuffer buffer;

@@ -1,10 +1,13 @@
 // Logging: one line per event worth knowing, to stderr, as plain text or JSON lines.
-// Thread-safe. Callers never pass secrets; see Config::redacted() for connection strings.
+// Thread-safe. Callers never pass secrets on purpose; every line is still redacted of the
+// secrets given to hide_secrets() (libpq echoes parts of a malformed connection string).
 #pragma once
 
 #include <fmt/format.h>
 
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace bridge::log {
 
@@ -12,6 +15,10 @@ enum class Level { kDebug, kInfo, kWarn, kError };
 enum class Format { kText, kJson };
 
 void configure(Level min_level, Format format);
+// Secrets blanked out of every line from now on. Call before other threads log.
+void hide_secrets(std::vector<std::string> secrets);
+// `text` without them: for output that does not go through the log (--check).
+std::string redacted(std::string_view text);
 bool enabled(Level level);
 void write(Level level, std::string_view message);
 

@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "pg_listener.h"
 #include "preflight.h"
+#include "secret_redactor.h"
 #include "publisher.h"
 #include "replayer.h"
 #include "snapshot.h"
@@ -76,6 +77,9 @@ int main(int argc, char** argv) {
   }
   const Config& config = parsed.config;
   log::configure(config.debug ? log::Level::kDebug : log::Level::kInfo, config.log_format);
+  std::vector<std::string> secrets = conninfo_secrets(config.database_url);
+  secrets.push_back(config.app_secret);
+  log::hide_secrets(std::move(secrets));
 
   if (check_only) return run_preflight(config);
 

@@ -64,7 +64,12 @@ std::string Metrics::render(const std::string& version) const {
   counter("catchup_invalidations_total", "Invalidations read from the store on (re)connect.", catchup_invalidations);
   counter("replay_requests_total", "Channels replayed (webhooks and startup).", replay_requests);
   counter("replayed_invalidations_total", "Invalidations replayed to new subscribers.", replayed_invalidations);
-  counter("webhooks_rejected_total", "Webhook requests rejected (401/400/413).", webhooks_rejected);
+  out += "# HELP cache_bridge_webhooks_rejected_total Webhook requests rejected, by reason.\n"
+         "# TYPE cache_bridge_webhooks_rejected_total counter\n";
+  out += fmt::format("cache_bridge_webhooks_rejected_total{{reason=\"signature\"}} {}\n", webhooks_rejected_signature.load());
+  out += fmt::format("cache_bridge_webhooks_rejected_total{{reason=\"malformed\"}} {}\n", webhooks_rejected_malformed.load());
+  out += fmt::format("cache_bridge_webhooks_rejected_total{{reason=\"stale\"}} {}\n", webhooks_rejected_stale.load());
+  out += fmt::format("cache_bridge_webhooks_rejected_total{{reason=\"oversized\"}} {}\n", webhooks_rejected_oversized.load());
   counter("payload_timestamps_clamped_total",
           "Notifications whose payload invalidated_at was later than their receipt (stamped at receipt).",
           payload_timestamps_clamped);

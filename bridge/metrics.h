@@ -43,7 +43,11 @@ struct Metrics {
   std::atomic<uint64_t> catchup_invalidations{0};
   std::atomic<uint64_t> replay_requests{0};
   std::atomic<uint64_t> replayed_invalidations{0};
-  std::atomic<uint64_t> webhooks_rejected{0};
+  // By reason: a bad or missing signature, a malformed body, a stale time_ms, an oversized body.
+  std::atomic<uint64_t> webhooks_rejected_signature{0};
+  std::atomic<uint64_t> webhooks_rejected_malformed{0};
+  std::atomic<uint64_t> webhooks_rejected_stale{0};
+  std::atomic<uint64_t> webhooks_rejected_oversized{0};
   std::atomic<uint64_t> payload_timestamps_clamped{0};  // payload invalidated_at later than receipt
   std::atomic<uint64_t> stamps_written{0};
   std::atomic<uint64_t> snapshots_served{0};

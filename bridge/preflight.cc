@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "invalidation_store.h"
+#include "log.h"
 #include "pg_connection.h"
 #include "soketi_client.h"
 
@@ -17,10 +18,10 @@ namespace {
 
 struct Report {
   bool failed = false;
-  void ok(std::string_view what) { fmt::print("ok    {}\n", what); }
-  void warn(std::string_view what) { fmt::print("warn  {}\n", what); }
+  void ok(std::string_view what) { fmt::print("ok    {}\n", log::redacted(what)); }
+  void warn(std::string_view what) { fmt::print("warn  {}\n", log::redacted(what)); }
   void fail(std::string_view what) {
-    fmt::print("FAIL  {}\n", what);
+    fmt::print("FAIL  {}\n", log::redacted(what));
     failed = true;
   }
 };

@@ -11,9 +11,11 @@ const std::string kBody =
     R"({"time_ms":1700000000000,"events":[{"name":"channel_occupied","channel":"invalidations"},)"
     R"({"name":"member_added","channel":"presence-x","user_id":"1"},{"name":"cache_miss","channel":"cache-posts"}]})";
 
+constexpr int64_t kNow = 1700000000000;  // kBody's time_ms
+
 WebhookVerdict verify(std::optional<std::string_view> key, std::optional<std::string_view> sig,
-                      const std::string& body) {
-  return verify_webhook("app-key", "app-secret", key, sig, body, kHandled);
+                      const std::string& body, int64_t now_ms = kNow) {
+  return verify_webhook("app-key", "app-secret", key, sig, body, kHandled, now_ms);
 }
 }  // namespace
 
@@ -39,11 +41,27 @@ TEST_CASE("forged, unsigned and foreign webhooks get 401") {
 }
 
 TEST_CASE("signed but malformed webhooks get 400") {
-  for (std::string body : {std::string("not json"), std::string("[]"), std::string(R"({"events":{}})"),
-                           std::string(R"({"events":[{"channel":"x"}]})"),
-                           std::string(R"({"events":[{"name":"channel_occupied"}]})")}) {
+  for (std::string body : {std::string("not json"), std::string("[]"),
+                           std::string(R"({"time_ms":1700000000000,"events":{}})"),
+                           std::string(R"({"time_ms":1700000000000,"events":[{"channel":"x"}]})"),
+                           std::string(R"({"time_ms":1700000000000,"events":[{"name":"channel_occupied"}]})"),
+                           std::string(R"({"events":[]})"), std::string(R"({"time_ms":"now","events":[]})")}) {
     auto v = verify("app-key", hmac_sha256_hex("app-secret", body), body);
     CHECK_MESSAGE(v.status == 400, body);
+    CHECK(v.rejection == WebhookRejection::kMalformed);
     CHECK(v.events.empty());
   }
+}
+
+TEST_CASE("a signed webhook older than 5 minutes or more than 1 minute ahead is refused as a replay") {
+  std::string sig = hmac_sha256_hex("app-secret", kBody);
+  CHECK(verify("app-key", sig, kBody, kNow + kWebhookMaxAgeMs).status == 200);       // just in time
+  auto old = verify("app-key", sig, kBody, kNow + kWebhookMaxAgeMs + 1);
+  CHECK(old.status == 400);
+  CHECK(old.rejection == WebhookRejection::kStale);
+  CHECK(old.events.empty());
+  CHECK(verify("app-key", sig, kBody, kNow - kWebhookMaxAheadMs).status == 200);
+  CHECK(verify("app-key", sig, kBody, kNow - kWebhookMaxAheadMs - 1).rejection == WebhookRejection::kStale);
+  // The signature is checked first: an unsigned stale body is a signature failure.
+  CHECK(verify("app-key", "00", kBody, 0).rejection == WebhookRejection::kSignature);
 }
