@@ -173,6 +173,11 @@ bool CoalescingQueue::idle() const {
   return pending_ == 0 && in_flight_ == 0;
 }
 
+bool CoalescingQueue::closed() const {
+  std::lock_guard lock(mutex_);
+  return closed_;
+}
+
 void CoalescingQueue::close() {
   std::lock_guard lock(mutex_);
   closed_ = true;

@@ -63,6 +63,7 @@ class CoalescingQueue {
   size_t pending_keys() const;        // keys waiting for publication
   uint64_t coalesced_count() const;   // pushes merged into an already pending entry
   bool idle() const;                  // nothing pending and nothing in flight
+  bool closed() const;
 
   // Wakes every waiter and makes every pending entry ready regardless of its window;
   // push() fails afterwards, take() drains what is left.

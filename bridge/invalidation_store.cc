@@ -114,7 +114,9 @@ Status read_since(PGconn* conn, const std::string& resume_xid,
                   const std::function<void(Invalidation)>& each, std::string* snapshot_xmin) {
   // One REPEATABLE READ transaction: the xmin and the rows come from the same snapshot.
   if (auto s = pg_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); !s) return s;
-  Status status = current_xmin(conn, snapshot_xmin);
+  // Streaming waits for `each` (backpressure from the queue): no statement deadline here.
+  Status status = pg_exec(conn, "SET LOCAL statement_timeout = 0");
+  if (status) status = current_xmin(conn, snapshot_xmin);
   if (status) {
     status = stream_rows(conn,
                          "SELECT cache_key, table_name FROM cache_invalidated_at "

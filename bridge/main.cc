@@ -123,6 +123,8 @@ int main(int argc, char** argv) {
   int received = 0;
   sigwait(&signals, &received);
   log::info("received {}, shutting down: publishing what is queued (up to 5 s)", strsignal(received));
+  // The 5 s start now, whatever the other modules take to stop.
+  publisher.set_drain_deadline(std::chrono::seconds(5));
   http.stop();
   // Closing the queue first releases a listener or replayer blocked on a full queue; what
   // they could not queue is still after the cursor, so the next start catches it up.
@@ -130,7 +132,7 @@ int main(int argc, char** argv) {
   stamps.close();
   replayer.stop();
   listener.stop();
-  publisher.drain_and_stop(std::chrono::seconds(5));
+  publisher.drain_and_stop();
   stamps.stop(std::chrono::seconds(2));
   log::info("stopped");
   return 0;

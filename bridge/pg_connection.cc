@@ -8,15 +8,24 @@ namespace bridge {
 
 Status pg_connect(const std::string& database_url, PgConnPtr* conn) {
   // Later entries override earlier ones, so the URL's own settings win over these defaults.
-  const char* keywords[] = {"application_name", "connect_timeout", "keepalives_idle",
-                            "keepalives_interval", "keepalives_count", "dbname", nullptr};
-  const char* values[] = {"cache-bridge", "10", "30", "10", "3", database_url.c_str(), nullptr};
+  // A dead peer is noticed within ~25 s: keepalives (10 s idle, 3 probes 5 s apart) while
+  // idle, tcp_user_timeout while data waits unacknowledged.
+  const char* keywords[] = {"application_name", "connect_timeout",  "keepalives_idle",
+                            "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                            "dbname",           nullptr};
+  const char* values[] = {"cache-bridge", "10", "10", "5", "3", "25000", database_url.c_str(), nullptr};
   conn->reset(PQconnectdbParams(keywords, values, /*expand_dbname=*/1));
   if (!*conn) return Status::error("out of memory creating a PostgreSQL connection");
   if (PQstatus(conn->get()) != CONNECTION_OK) {
     std::string message = pg_error(conn->get());
     conn->reset();
     return Status::error(message);
+  }
+  // A server that is alive but stuck (a lock wait, a stopped backend) must not hang a thread:
+  // every statement of the bridge is short, and one that is not says so (catch-up lifts it).
+  if (auto s = pg_exec(conn->get(), kSessionDeadlines); !s) {
+    conn->reset();
+    return s;
   }
   return Status::ok();
 }

@@ -19,8 +19,13 @@ struct PgResultDeleter {
 using PgConnPtr = std::unique_ptr<PGconn, PgConnDeleter>;
 using PgResultPtr = std::unique_ptr<PGresult, PgResultDeleter>;
 
-// Connects with application_name=cache-bridge, a 10 s connect timeout and TCP keepalives,
-// unless the connection string says otherwise. On failure *conn is null.
+// The session's deadlines, set on every connection: no statement runs longer, no lock is
+// waited for longer.
+inline constexpr const char* kSessionDeadlines = "SET statement_timeout = '30s'; SET lock_timeout = '5s'";
+
+// Connects with application_name=cache-bridge, a 10 s connect timeout, TCP keepalives and a
+// TCP user timeout, unless the connection string says otherwise, then sets kSessionDeadlines.
+// On failure *conn is null.
 Status pg_connect(const std::string& database_url, PgConnPtr* conn);
 
 // "host:port/dbname": where a connection goes, without user or password.

@@ -11,6 +11,9 @@
 namespace bridge {
 namespace {
 
+// A Retry-After beyond this is Soketi (or a proxy) asking too much: retry sooner.
+constexpr std::chrono::milliseconds kMaxRetryAfter{30000};
+
 const char* kind_name(PublishOutcome::Kind kind) {
   switch (kind) {
     case PublishOutcome::Kind::kOk: return "ok";
@@ -28,11 +31,8 @@ Publisher::Publisher(const Config& config, CoalescingQueue& queue, Metrics& metr
     : config_(config), queue_(queue), metrics_(metrics), rate_limiter_(config.max_events_per_second) {}
 
 Publisher::~Publisher() {
-  stopping_ = true;
-  queue_.close();
-  for (auto& worker : workers_) {
-    if (worker.joinable()) worker.join();
-  }
+  if (give_up_at_ms_ == 0) set_drain_deadline(std::chrono::milliseconds(0));
+  drain_and_stop();
 }
 
 void Publisher::start() {
@@ -44,13 +44,41 @@ void Publisher::start() {
   }
 }
 
-void Publisher::drain_and_stop(std::chrono::milliseconds grace) {
-  give_up_at_ms_ = steady_ms() + grace.count();
+void Publisher::set_drain_deadline(std::chrono::milliseconds grace) {
+  {
+    std::lock_guard lock(pause_mutex_);
+    give_up_at_ms_ = steady_ms() + grace.count();
+  }
+  deadline_set_.notify_all();
+}
+
+void Publisher::drain_and_stop() {
   queue_.close();  // workers exit once nothing is ready
   for (auto& worker : workers_) {
     if (worker.joinable()) worker.join();
   }
   workers_.clear();
+}
+
+bool Publisher::giving_up() const {
+  int64_t at = give_up_at_ms_;
+  return at != 0 && steady_ms() >= at;
+}
+
+bool Publisher::pause(std::chrono::steady_clock::duration duration) {
+  std::unique_lock lock(pause_mutex_);
+  auto until = std::chrono::steady_clock::now() + duration;
+  while (std::chrono::steady_clock::now() < until) {
+    int64_t at = give_up_at_ms_;
+    auto wake = until;
+    if (at != 0) {
+      auto deadline = std::chrono::steady_clock::time_point(std::chrono::milliseconds(at));
+      if (deadline <= std::chrono::steady_clock::now()) return false;
+      wake = std::min(wake, deadline);
+    }
+    deadline_set_.wait_until(lock, wake);
+  }
+  return !giving_up();
 }
 
 void Publisher::run() {
@@ -60,7 +88,7 @@ void Publisher::run() {
                              CoalescingQueue::Clock::now() + std::chrono::seconds(1),
                              config_.publish_linger);
     if (items.empty()) {
-      if (stopping_ || give_up_at_ms_ != 0) return;  // closed and drained
+      if (queue_.closed()) return;  // closed and drained
       continue;
     }
     publish_with_retries(client, items);
@@ -79,9 +107,15 @@ void Publisher::publish_with_retries(SoketiClient& client,
 
   static thread_local std::minstd_rand jitter(std::random_device{}());
   std::chrono::milliseconds backoff{100};
+  auto give_up = [&](int attempt, const std::string& why) {
+    log::error("shutting down: gave up on {} event(s) after {} attempt(s){}; the next start "
+               "catches them up", events.size(), attempt, why.empty() ? "" : " (" + why + ")");
+  };
+  std::string last_failure;
   for (int attempt = 1;; ++attempt) {
+    if (giving_up()) return give_up(attempt - 1, last_failure);
     if (auto wait = rate_limiter_.reserve(static_cast<double>(events.size())); wait.count() > 0) {
-      std::this_thread::sleep_for(wait);
+      if (!pause(wait)) return give_up(attempt - 1, last_failure);
     }
     PublishOutcome outcome = client.publish(events);
     if (outcome.kind == PublishOutcome::Kind::kOk) {
@@ -116,12 +150,9 @@ void Publisher::publish_with_retries(SoketiClient& client,
       }
       return;
     }
-    if (give_up_at_ms_ != 0 && steady_ms() >= give_up_at_ms_) {
-      log::error("shutting down: gave up on {} event(s) after {} attempts ({})", events.size(),
-                 attempt, outcome.detail);
-      return;
-    }
-    auto wait = std::max(backoff, outcome.retry_after);
+    last_failure = outcome.detail;
+    if (giving_up()) return give_up(attempt, last_failure);
+    auto wait = std::max(backoff, std::min(outcome.retry_after, kMaxRetryAfter));
     wait += std::chrono::milliseconds(jitter() % (backoff.count() / 2 + 1));
     if (attempt == 1 || attempt % 10 == 0) {
       log::warn("publishing {} event(s) failed ({}{}{}); retrying in {} ms (attempt {})",
@@ -130,7 +161,7 @@ void Publisher::publish_with_retries(SoketiClient& client,
                 outcome.detail.empty() ? "" : ": " + outcome.detail, wait.count(), attempt);
     }
     ++metrics_.publish_retries;
-    std::this_thread::sleep_for(wait);
+    if (!pause(wait)) return give_up(attempt, last_failure);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
   }
 }

@@ -1,10 +1,15 @@
 // Publisher: worker threads that take ready invalidations from the CoalescingQueue,
 // encode them as events, and send them to Soketi in batches within its limits.
 // Stays under Soketi's backend event rate limit when one is configured.
-// Retries timeouts, resets and 5xx with backoff, honours 429, never retries other 4xx.
+// Retries timeouts, resets and 5xx with backoff, honours 429 (Retry-After capped at 30 s),
+// never retries other 4xx. Shutdown is bounded whatever Soketi does: once the drain deadline
+// passes, every wait ends at once and no new attempt starts, so the workers exit within the
+// grace period plus one HTTP timeout.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -19,25 +24,33 @@ namespace bridge {
 class Publisher {
  public:
   Publisher(const Config& config, CoalescingQueue& queue, Metrics& metrics);
-  ~Publisher();  // stops and joins
+  ~Publisher();  // gives up at once (unless a drain deadline is set), stops and joins
   Publisher(const Publisher&) = delete;
   Publisher& operator=(const Publisher&) = delete;
 
   void start();
-  // Publishes what the (closed) queue still holds, giving up on retries after `grace`.
-  void drain_and_stop(std::chrono::milliseconds grace);
+  // From now on, retries and waits end at most `grace` later. Call at SIGTERM, before the
+  // other modules stop, so their shutdown counts against the same grace period.
+  void set_drain_deadline(std::chrono::milliseconds grace);
+  // Publishes what the (closed) queue still holds until the drain deadline (set it first),
+  // then joins the workers.
+  void drain_and_stop();
 
  private:
   void run();
   void publish_with_retries(SoketiClient& client, const std::vector<QueuedInvalidation>& items);
+  bool giving_up() const;  // the drain deadline has passed
+  // Sleeps `duration`, cut short by the drain deadline. False when it passed.
+  bool pause(std::chrono::steady_clock::duration duration);
 
   const Config& config_;
   CoalescingQueue& queue_;
   Metrics& metrics_;
   RateLimiter rate_limiter_;
   std::vector<std::thread> workers_;
-  std::atomic<bool> stopping_{false};
   std::atomic<int64_t> give_up_at_ms_{0};  // steady-clock ms; 0 = never give up
+  std::mutex pause_mutex_;
+  std::condition_variable deadline_set_;  // wakes pause() when the deadline is set
 };
 
 }  // namespace bridge

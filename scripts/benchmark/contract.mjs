@@ -98,7 +98,12 @@ function percentile(values, p) {
   return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)];
 }
 
-const median = (values) => percentile(values, 0.5);
+function median(values) {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
 const fmt = (n, digits = 1) => (n == null || !Number.isFinite(n) ? '—' : n.toFixed(digits));
 const fmtInt = (n) => (n == null || !Number.isFinite(n) ? '—' : Math.round(n).toLocaleString('en-US'));
 const fmtRatio = (x) => (x == null || !Number.isFinite(x) ? '—' : `${x.toFixed(2)}×`);
@@ -265,7 +270,7 @@ function saturationRows(report, round, binary) {
     const perEventUs = (pct) => (Number.isFinite(pct) && r.committed > 0
       ? (pct / 100) * r.cpu.wallSeconds / r.committed * 1e6 : NaN);
     return {
-      round, binary: r.system === 'bridge' ? binary : r.system, system: r.system, batch: r.batch,
+      round, binary, system: r.system, batch: r.batch,
       committedPerSec: r.committedPerSec, deliveredPerSec: r.deliveredPerSec, undelivered: r.undelivered,
       complete: r.complete, p99: r.latency?.p99, cpuPct: r.cpu?.system,
       bridgeUsPerEvent: perEventUs(r.cpu?.system), pgUsPerEvent: perEventUs(r.cpu?.postgres),
@@ -296,18 +301,19 @@ function saturationRatios(rows, rounds) {
   return batches.map((batch) => {
     const perRound = [];
     for (let round = 1; round <= rounds; round++) {
-      const pick = (binary) => rows.find((r) => r.round === round && r.binary === binary && r.batch === batch);
+      const pick = (binary) => rows.find((r) => r.round === round && r.system === 'bridge' && r.binary === binary && r.batch === batch);
       const before = pick('before');
       const after = pick('after');
       if (!before || !after) continue;
       perRound.push({
+        committed: after.committedPerSec / before.committedPerSec,
         delivered: after.deliveredPerSec / before.deliveredPerSec,
         bridgeCpu: after.bridgeUsPerEvent / before.bridgeUsPerEvent,
         pgCpu: after.pgUsPerEvent / before.pgUsPerEvent,
       });
     }
     const med = (k) => median(perRound.map((x) => x[k]).filter(Number.isFinite));
-    return { batch, perRound, delivered: med('delivered'), bridgeCpu: med('bridgeCpu'), pgCpu: med('pgCpu') };
+    return { batch, perRound, committed: med('committed'), delivered: med('delivered'), bridgeCpu: med('bridgeCpu'), pgCpu: med('pgCpu') };
   });
 }
 
@@ -333,7 +339,7 @@ function renderSnapshot(s, opts) {
     '',
     '| measure | value | notes |',
     '|---|--:|---|',
-    `| sequential: p50 / p99 / max ms | ${loadSummary(seq)} | ${opts.requests} requests after ${WARMUP_REQUESTS} warm-up ones, one keep-alive client; ${rps(seq)} |`,
+    `| sequential: p50 / p99 / max ms (whole body received) | ${loadSummary(seq)} | ${opts.requests} requests after ${WARMUP_REQUESTS} warm-up ones, one keep-alive client; ${rps(seq)} |`,
     `| ${CONCURRENT_CLIENTS} concurrent clients: p50 / p99 / max ms | ${loadSummary(conc)} | ${opts.requests} requests in all; ${rps(conc)} |`,
     `| answer | ${fmtInt(seq.last.bytes)} bytes | ${fmtInt(seq.last.keys)} keys, truncated ${seq.last.truncated}; ${fmt(seq.last.bytes / seq.last.keys, 0)} bytes per key |`,
     `| CPU per answer, sequential | ${cpuPerRequest(seq)} | utime+stime from /proc; PostgreSQL = every backend |`,
@@ -342,7 +348,7 @@ function renderSnapshot(s, opts) {
     `| the query: shared buffers hit / read | ${fmtInt(q.hit)} / ${fmtInt(q.read)} | 8 KiB pages |`,
     `| the query: rows | ${fmtInt(q.rows)} | LIMIT ${fmtInt(KEYS)} + 1 (the +1 detects truncation) |`,
     `| the query: plan | ${q.indexOk ? 'OK' : 'MISS'} | ${q.plan}${q.filter ? `; Filter: ${q.filter}` : ''} |`,
-    `| write-back: ${fmtInt(KEYS)} rows committed → all stamped | ${fmtInt(s.stampLagMs)} ms | ${INSERT_STATEMENTS} INSERTs of ${fmtInt(KEYS / INSERT_STATEMENTS)} rows; polled every 20 ms |`,
+    `| write-back: last of ${fmtInt(KEYS)} rows committed → all stamped | ${fmtInt(s.stampLagMs)} ms | ${INSERT_STATEMENTS} INSERTs of ${fmtInt(KEYS / INSERT_STATEMENTS)} rows, one after the other; polled every 20 ms |`,
     `| cache_bridge_stamps_written_total | ${fmtInt(s.metrics.stampsWritten)} | /metrics after part 1 (${fmtInt(KEYS)} keys changed) |`,
     `| snapshots served / refused | ${fmtInt(s.metrics.served)} / ${fmtInt(s.metrics.refused)} | expected ${fmtInt(WARMUP_REQUESTS + 2 * opts.requests)} / 0 |`,
     '',
@@ -357,28 +363,32 @@ function renderSaturation(sat, opts) {
     `before: \`${opts.beforeBin}\`; after: \`${opts.afterBin}\`. bench.mjs runs: ` +
       `${sat.runSeconds.map((s) => `${fmt(s, 0)} s`).join(', ')}. Raw reports in \`${path.relative(repoRoot, sat.rawDir)}/\`.`,
     '',
-    '| round | bridge | batch | committed/s | delivered/s | missing | p99 ms | bridge CPU % | bridge µs CPU/change | PostgreSQL µs CPU/change |',
-    '|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|',
+    '| round | system | batch | committed/s | delivered/s | delivered / committed | missing | p99 ms | CPU % | µs CPU/change | PostgreSQL µs CPU/change |',
+    '|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ];
-  const order = { before: 0, after: 1, baseline: 2 };
-  const rows = [...sat.rows].sort((a, b) => a.round - b.round || (a.batch ?? 0) - (b.batch ?? 0) || order[a.binary] - order[b.binary]);
+  // Bridge rows first (batch 10 before/after, then 100), the baseline rows after them.
+  const order = (r) => (r.system === 'bridge' ? 0 : 1000) + (r.batch ?? 0) + (r.binary === 'after' ? 0.5 : 0);
+  const rows = [...sat.rows].sort((a, b) => a.round - b.round || order(a) - order(b));
   for (const r of rows) {
-    const name = r.system === 'baseline' ? 'baseline.mjs (drift control)' : r.binary;
+    const name = r.system === 'bridge' ? `bridge, ${r.binary}` : `${r.system}.mjs (drift control, in the ${r.binary} run)`;
     out.push(`| ${r.round} | ${name} | ${r.batch ?? '—'} | ${fmtInt(r.committedPerSec)} | ${fmtInt(r.deliveredPerSec)} | ` +
-      `${r.complete ? '0' : fmtInt(r.undelivered)} | ${fmtInt(r.p99)} | ${fmt(r.cpuPct)} | ${fmt(r.bridgeUsPerEvent)} | ${fmt(r.pgUsPerEvent)} |`);
+      `${fmt((100 * r.deliveredPerSec) / r.committedPerSec, 0)}% | ${r.complete ? '0' : fmtInt(r.undelivered)} | ${fmtInt(r.p99)} | ` +
+      `${fmt(r.cpuPct)} | ${fmt(r.bridgeUsPerEvent)} | ${fmt(r.pgUsPerEvent)} |`);
   }
   out.push('');
-  out.push('| after / before, batch | delivered/s, median | per round | bridge CPU per change | PostgreSQL CPU per change |');
-  out.push('|--:|--:|---|--:|--:|');
+  out.push('| after / before, batch | delivered/s (median) | delivered/s per round | committed/s (median) | bridge CPU per change | PostgreSQL CPU per change |');
+  out.push('|--:|--:|---|--:|--:|--:|');
   for (const r of saturationRatios(sat.rows, opts.rounds)) {
     out.push(`| ${r.batch} | ${fmtRatio(r.delivered)} | ${r.perRound.map((x) => fmtRatio(x.delivered)).join(', ')} | ` +
-      `${fmtRatio(r.bridgeCpu)} | ${fmtRatio(r.pgCpu)} |`);
+      `${fmtRatio(r.committed)} | ${fmtRatio(r.bridgeCpu)} | ${fmtRatio(r.pgCpu)} |`);
   }
   out.push('');
   out.push('delivered/s: what the slowest subscriber received while the writers ran, per second (bench.mjs). ' +
+    'Where delivered / committed is about 100% the bridge kept up and the writers set the rate: the ratio then ' +
+    'measures how much the write-back slows PostgreSQL on the shared cores, not the bridge. ' +
     'CPU per change: utime+stime over the row\'s window divided by the rows committed; the write-back\'s ' +
-    'UPSERTs show in the bridge\'s and PostgreSQL\'s share. The baseline rows do not depend on the bridge: ' +
-    'their spread between rounds is the machine\'s drift.');
+    'UPSERTs show in the bridge\'s and PostgreSQL\'s share. Medians of an even count are the mean of the middle two. ' +
+    'The baseline rows do not depend on the bridge: their spread between rounds is the machine\'s drift.');
   out.push('');
   return out;
 }

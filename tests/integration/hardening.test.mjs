@@ -1,14 +1,17 @@
 // Hostile input and bounded behaviour (issue 8), with real PostgreSQL, Soketi and bridge:
-// secrets never leave the process in a log line or --check, and old signed webhooks do not
-// replay.
+// secrets never leave the process in a log line or --check, old signed webhooks do not
+// replay, and SIGTERM is bounded whatever Soketi does.
 //
 // Run: node --test --test-concurrency=1 tests/integration/hardening.test.mjs
 // Needs build/bridge/cache-bridge (or CACHE_BRIDGE_BIN) and scripts/install-deps.
 
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
-import { http, isInvalidation, runBridge, signWebhook, sleep, startStack } from './harness.mjs';
+import {
+  freePort, http, isInvalidation, runBridge, signWebhook, sleep, startStack, waitUntil,
+} from './harness.mjs';
 
 const SECRET = 'it-hardening-secret-5be0';
 
@@ -66,5 +69,33 @@ describe('hardening: secrets and replayed webhooks', () => {
     const fresh = await post(Date.now());
     assert.equal(fresh.status, 200);
     await sub.waitFor((e) => sub.events.indexOf(e) >= since && isInvalidation('h:1')(e) && e.data.replay === true, 10000);
+  });
+
+  test('SIGTERM with 200 keys pending and a Soketi that accepts but never answers: exits within 5 s plus one HTTP timeout, loses nothing', async (t) => {
+    const sockets = new Set();
+    const silent = net.createServer((socket) => { sockets.add(socket); socket.on('error', () => {}); });
+    const silentPort = await freePort();
+    await new Promise((resolve) => silent.listen(silentPort, '127.0.0.1', resolve));
+    t.after(() => { for (const s of sockets) s.destroy(); silent.close(); });
+
+    const httpTimeoutMs = 2000;
+    const bridge = await stack.useBridge({ SOKETI_PORT: silentPort, BRIDGE_HTTP_TIMEOUT_MS: httpTimeoutMs },
+      { ready: /PostgreSQL: listening/ });
+    await db.query('INSERT INTO h SELECT g FROM generate_series(1000, 1199) g');
+    await bridge.waitForLine(/publishing \d+ event\(s\) failed/, 15000);
+    const t0 = Date.now();
+    const exit = await bridge.stop({ signal: 'SIGTERM', killAfterMs: 60000 });
+    const elapsed = Date.now() - t0;
+    t.diagnostic(`SIGTERM to exit: ${elapsed} ms (bound: 5000 + ${httpTimeoutMs} ms)`);
+    assert.equal(exit.code, 0, bridge.output());
+    // 1.5 s of slack for a shared CI machine.
+    assert.ok(elapsed <= 5000 + httpTimeoutMs + 1500, `took ${elapsed} ms:\n${bridge.output()}`);
+
+    // What it gave up on is still after the cursor: the next bridge, with the real Soketi, publishes it.
+    const sub = await stack.subscribe('invalidations');
+    t.after(() => sub.disconnect());
+    await stack.useBridge();
+    await waitUntil(() => Array.from({ length: 200 }, (_, i) => `h:${1000 + i}`)
+      .every((key) => sub.events.some(isInvalidation(key))), 20000, { message: 'all 200 keys delivered after the restart' });
   });
 });
