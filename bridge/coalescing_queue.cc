@@ -47,17 +47,19 @@ bool CoalescingQueue::push(const std::string& channel, Invalidation invalidation
   state.pending_sequence = sequence;
   unpublished_.insert(sequence);
   ++pending_;
-  if (Clock::now() >= state.window_end) {
-    make_ready(key, state);
-  } else {
+  if (Clock::now() < state.window_end) {
     trailing_.emplace(state.window_end, key);
     ready_or_timer_.notify_one();  // a waiting take() may need an earlier wake-up
-  }
+  } else if (state.in_flight == 0) {
+    make_ready(key, state);
+  }  // else done() makes it ready: one publish per key at a time
   return true;
 }
 
 void CoalescingQueue::make_ready(const std::string& key, KeyState& state) {
-  if (state.ready) return;
+  // While an earlier publish of this key is in flight (perhaps retrying), the newer entry
+  // waits: sent side by side, a retried older event could land after it.
+  if (state.ready || state.in_flight > 0) return;
   state.ready = true;
   if (ready_.empty()) ready_since_ = Clock::now();
   ready_.push_back(key);
@@ -143,7 +145,17 @@ void CoalescingQueue::done(const std::vector<QueuedInvalidation>& items) {
     std::string key = key_of(item.channel, item.invalidation.cache_key);
     auto it = keys_.find(key);
     if (it == keys_.end()) continue;
-    --it->second.in_flight;
+    KeyState& state = it->second;
+    --state.in_flight;
+    if (state.pending && state.in_flight == 0) {
+      // It waited for this publish; its window may still be open.
+      if (closed_ || now >= state.window_end) {
+        make_ready(key, state);
+      } else {
+        trailing_.emplace(state.window_end, key);
+        ready_or_timer_.notify_one();
+      }
+    }
     forget_if_quiet(key, now);
   }
 }

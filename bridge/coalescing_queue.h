@@ -6,6 +6,9 @@
 // newest timestamp, published when the window ends (trailing edge): a burst costs one
 // event per window and the final state is never skipped.
 //
+// Per key at most one publish is in flight: a change that becomes ready while an earlier one
+// of its key is still being published (or retried) waits until that one is done().
+//
 // At most max_keys entries wait or are in flight: push() of a new key blocks while the cap is
 // reached (backpressure on the listener, never a drop). Besides those, a key published
 // within the last window is remembered without its payload (a few dozen bytes).

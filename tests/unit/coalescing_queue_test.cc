@@ -173,3 +173,37 @@ TEST_CASE("keys remembered for their window do not count against the cap") {
   q.close();
   producer.join();
 }
+
+TEST_CASE("per key at most one publish in flight: the newer change waits for the older to be done") {
+  CoalescingQueue q(0ms, 100);  // no window: only the in-flight rule holds it back
+  REQUIRE(q.push("c", inv("k", 1)));
+  auto first = q.take(10, soon());
+  REQUIRE(first.size() == 1);
+  REQUIRE(q.push("c", inv("k", 2)));
+  REQUIRE(q.push("c", inv("other", 1)));
+  auto meanwhile = q.take(10, now() + 50ms);
+  REQUIRE(meanwhile.size() == 1);  // another key is not held back
+  CHECK(meanwhile[0].invalidation.cache_key == "other");
+  CHECK(q.take(10, now() + 50ms).empty());  // k's newer change waits while k:1 is in flight
+  q.done(first);
+  auto second = q.take(10, soon());
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].invalidation.seq == 2);
+  q.done(second);
+  q.done(meanwhile);
+  CHECK(q.idle());
+}
+
+TEST_CASE("a trailing entry whose window ends while its key is in flight goes out after done()") {
+  CoalescingQueue q(50ms, 100);
+  REQUIRE(q.push("c", inv("k", 1)));
+  auto first = q.take(10, soon());
+  REQUIRE(first.size() == 1);
+  REQUIRE(q.push("c", inv("k", 2)));
+  CHECK(q.take(10, now() + 150ms).empty());  // the window ended, but k:1 is still in flight
+  q.done(first);
+  auto second = q.take(10, soon());
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].invalidation.seq == 2);
+  q.done(second);
+}
