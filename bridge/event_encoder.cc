@@ -63,7 +63,7 @@ std::string encode_event_data(const Invalidation& inv, size_t max_bytes) {
   return data;
 }
 
-std::string encode_batch_body(const std::vector<PusherEvent>& events) {
+std::string encode_batch_body(std::span<const PusherEvent> events) {
   rapidjson::StringBuffer buffer;
   JsonWriter w(buffer);
   w.StartObject();

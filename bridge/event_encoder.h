@@ -1,6 +1,7 @@
 // Encodes invalidations as Pusher events and /batch_events bodies. Pure: no I/O.
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,7 +21,7 @@ struct PusherEvent {
 std::string encode_event_data(const Invalidation& inv, size_t max_bytes);
 
 // {"batch":[{"channel","name","data"},...]}
-std::string encode_batch_body(const std::vector<PusherEvent>& events);
+std::string encode_batch_body(std::span<const PusherEvent> events);
 
 // GET /snapshot's body: {"channel","invalidations":[{"cacheKey","invalidatedAt","seq","table"},..],
 // "truncated"}, the entries as given (oldest first).

@@ -59,6 +59,9 @@ std::string Metrics::render(const std::string& version) const {
   out += fmt::format("cache_bridge_publish_errors_total{{kind=\"rejected\"}} {}\n", publish_errors_rejected.load());
   out += fmt::format("cache_bridge_publish_errors_total{{kind=\"throttled\"}} {}\n", publish_errors_throttled.load());
   counter("publish_retries_total", "Publish requests retried.", publish_retries);
+  out += "# HELP cache_bridge_events_dropped_total Events dropped, by reason (rejected: Soketi refused the event alone).\n"
+         "# TYPE cache_bridge_events_dropped_total counter\n";
+  out += fmt::format("cache_bridge_events_dropped_total{{reason=\"rejected\"}} {}\n", events_dropped_rejected.load());
   counter("coalesced_total", "Invalidations merged into a pending one for the same key.", coalesced);
   counter("pg_reconnects_total", "Reconnections of the LISTEN connection.", pg_reconnects);
   counter("catchup_invalidations_total", "Invalidations read from the store on (re)connect.", catchup_invalidations);

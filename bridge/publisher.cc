@@ -104,7 +104,11 @@ void Publisher::publish_with_retries(SoketiClient& client,
     events.push_back({item.channel, config_.event_name,
                       encode_event_data(item.invalidation, config_.max_event_bytes)});
   }
+  publish_events(client, items, events);
+}
 
+void Publisher::publish_events(SoketiClient& client, std::span<const QueuedInvalidation> items,
+                               std::span<PusherEvent> events) {
   static thread_local std::minstd_rand jitter(std::random_device{}());
   std::chrono::milliseconds backoff{100};
   auto give_up = [&](int attempt, const std::string& why) {
@@ -118,20 +122,7 @@ void Publisher::publish_with_retries(SoketiClient& client,
       if (!pause(wait)) return give_up(attempt - 1, last_failure);
     }
     PublishOutcome outcome = client.publish(events);
-    if (outcome.kind == PublishOutcome::Kind::kOk) {
-      metrics_.events_published += events.size();
-      metrics_.batches_published += 1;
-      int64_t now_us = epoch_us();
-      for (const auto& item : items) {
-        // From the stamp, taken at receipt (just after the commit, for a live change).
-        metrics_.publish_lag.observe(static_cast<double>(now_us - item.invalidation.seq) / 1000.0);
-        log::debug("published {} to {} (invalidatedAt {}{})", log::excerpt(item.invalidation.cache_key),
-                   item.channel, item.invalidation.invalidated_at_ms,
-                   item.invalidation.replay ? ", replay" : "");
-      }
-      if (attempt > 1) log::info("Soketi accepted the batch after {} attempts", attempt);
-      return;
-    }
+    if (outcome.kind == PublishOutcome::Kind::kOk) return published(items, attempt);
 
     switch (outcome.kind) {
       case PublishOutcome::Kind::kTimeout: ++metrics_.publish_errors_timeout; break;
@@ -139,22 +130,22 @@ void Publisher::publish_with_retries(SoketiClient& client,
       case PublishOutcome::Kind::kThrottled: ++metrics_.publish_errors_throttled; break;
       default: ++metrics_.publish_errors_rejected; break;
     }
-    if (!outcome.retryable()) {
-      if (outcome.http_status == 401 || outcome.http_status == 403 || outcome.http_status == 404) {
-        log::error("Soketi rejected the credentials ({}): check SOKETI_APP_ID, SOKETI_APP_KEY and "
-                   "SOKETI_APP_SECRET; dropped {} event(s): {}",
-                   outcome.http_status, events.size(), outcome.detail);
-      } else {
-        log::error("Soketi rejected a batch of {} event(s) with HTTP {}; dropped: {}", events.size(),
-                   outcome.http_status, outcome.detail);
-      }
-      return;
+    bool app_rejected = outcome.http_status == 401 || outcome.http_status == 403 || outcome.http_status == 404;
+    if (outcome.kind == PublishOutcome::Kind::kRejected && !app_rejected) {
+      return isolate_rejected(client, items, events, outcome);
+    }
+    if (app_rejected && !app_rejected_.exchange(true)) {
+      // Wrong or rotated credentials, or an unknown app: about every event, not one. Hold
+      // everything (the cursor stays) until Soketi accepts again; /readyz says why meanwhile.
+      log::error("Soketi rejected the app's credentials (HTTP {}): check SOKETI_APP_ID, SOKETI_APP_KEY "
+                 "and SOKETI_APP_SECRET; publishing is paused and retried, nothing is dropped: {}",
+                 outcome.http_status, outcome.detail);
     }
     last_failure = outcome.detail;
     if (giving_up()) return give_up(attempt, last_failure);
     auto wait = std::max(backoff, std::min(outcome.retry_after, kMaxRetryAfter));
     wait += std::chrono::milliseconds(jitter() % (backoff.count() / 2 + 1));
-    if (attempt == 1 || attempt % 10 == 0) {
+    if (!app_rejected && (attempt == 1 || attempt % 10 == 0)) {
       log::warn("publishing {} event(s) failed ({}{}{}); retrying in {} ms (attempt {})",
                 events.size(), kind_name(outcome.kind),
                 outcome.http_status ? fmt::format(" HTTP {}", outcome.http_status) : "",
@@ -164,6 +155,49 @@ void Publisher::publish_with_retries(SoketiClient& client,
     if (!pause(wait)) return give_up(attempt, last_failure);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
   }
+}
+
+void Publisher::published(std::span<const QueuedInvalidation> items, int attempts) {
+  metrics_.events_published += items.size();
+  metrics_.batches_published += 1;
+  int64_t now_us = epoch_us();
+  for (const auto& item : items) {
+    // From the stamp, taken at receipt (just after the commit, for a live change).
+    metrics_.publish_lag.observe(static_cast<double>(now_us - item.invalidation.seq) / 1000.0);
+    log::debug("published {} to {} (invalidatedAt {}{})", log::excerpt(item.invalidation.cache_key),
+               item.channel, item.invalidation.invalidated_at_ms,
+               item.invalidation.replay ? ", replay" : "");
+  }
+  if (app_rejected_.exchange(false)) log::info("Soketi accepts the app's credentials again; publishing resumed");
+  if (attempts > 1) log::info("Soketi accepted the batch after {} attempts", attempts);
+}
+
+void Publisher::isolate_rejected(SoketiClient& client, std::span<const QueuedInvalidation> items,
+                                 std::span<PusherEvent> events, const PublishOutcome& outcome) {
+  // Soketi refuses a whole batch for one bad event: halve until the bad one stands alone.
+  if (events.size() > 1) {
+    size_t half = events.size() / 2;
+    publish_events(client, items.first(half), events.first(half));
+    publish_events(client, items.subspan(half), events.subspan(half));
+    return;
+  }
+  const Invalidation& inv = items.front().invalidation;
+  if (outcome.http_status == 413) {
+    // Too large for this Soketi (its limit below SOKETI_EVENT_MAX_SIZE_IN_KB): the key and
+    // its stamp matter, the row does not.
+    Invalidation bare = inv;
+    bare.data_json.clear();
+    bare.data_omitted = true;
+    if (std::string smaller = encode_event_data(bare, config_.max_event_bytes); smaller != events.front().data) {
+      log::warn("Soketi refused the event for \"{}\" as too large (HTTP 413): sent without its row data",
+                log::excerpt(inv.cache_key));
+      events.front().data = std::move(smaller);
+      return publish_events(client, items, events);
+    }
+  }
+  ++metrics_.events_dropped_rejected;
+  log::error("Soketi rejected the event for \"{}\" on {} (HTTP {}): dropped: {}", log::excerpt(inv.cache_key),
+             items.front().channel, outcome.http_status, outcome.detail);
 }
 
 }  // namespace bridge

@@ -79,7 +79,7 @@ std::string SoketiClient::signed_target(const char* method, const std::string& a
          signed_query(method, api_path, {}, body, config_.app_key, config_.app_secret, now);
 }
 
-PublishOutcome SoketiClient::publish(const std::vector<PusherEvent>& events) {
+PublishOutcome SoketiClient::publish(std::span<const PusherEvent> events) {
   std::string api_path;
   std::string body;
   if (events.size() == 1) {

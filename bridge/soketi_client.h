@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -34,7 +35,7 @@ class SoketiClient {
   SoketiClient& operator=(const SoketiClient&) = delete;
 
   // POST /apps/<id>/batch_events (a single event goes to /events). REQUIRES: 1 <= size <= batch limit.
-  PublishOutcome publish(const std::vector<PusherEvent>& events);
+  PublishOutcome publish(std::span<const PusherEvent> events);
 
   // GET /apps/<id>/channels: the occupied channels.
   Status occupied_channels(std::vector<std::string>* channels);

@@ -10,7 +10,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  freePort, http, isInvalidation, runBridge, signWebhook, sleep, startStack, waitUntil,
+  freePort, http, isInvalidation, runBridge, signWebhook, sleep, startSoketi, startStack, waitUntil,
 } from './harness.mjs';
 
 const SECRET = 'it-hardening-secret-5be0';
@@ -27,6 +27,12 @@ describe('hardening: secrets and replayed webhooks', () => {
   after(async () => {
     await stack?.stop();
   });
+
+  /** Until the bridge is connected and has caught up (readyz would also want Soketi). */
+  async function listening() {
+    await waitUntil(async () => /^cache_bridge_pg_listen_connected 1$/m.test((await http(`${stack.baseUrl}/metrics`)).text),
+      10000, { message: 'the bridge connected and caught up' });
+  }
 
   // libpq quotes the malformed part of a URI in its error ('invalid percent-encoded token').
   test('a malformed database password appears in no log line and no --check line', async () => {
@@ -80,7 +86,8 @@ describe('hardening: secrets and replayed webhooks', () => {
 
     const httpTimeoutMs = 2000;
     const bridge = await stack.useBridge({ SOKETI_PORT: silentPort, BRIDGE_HTTP_TIMEOUT_MS: httpTimeoutMs },
-      { ready: /PostgreSQL: listening/ });
+      { ready: 'healthz' });
+    await listening();
     await db.query('INSERT INTO h SELECT g FROM generate_series(1000, 1199) g');
     await bridge.waitForLine(/publishing \d+ event\(s\) failed/, 15000);
     const t0 = Date.now();
@@ -97,5 +104,61 @@ describe('hardening: secrets and replayed webhooks', () => {
     await stack.useBridge();
     await waitUntil(() => Array.from({ length: 200 }, (_, i) => `h:${1000 + i}`)
       .every((key) => sub.events.some(isInvalidation(key))), 20000, { message: 'all 200 keys delivered after the restart' });
+  });
+
+  // Last in this suite: it leaves Soketi running with another secret.
+  test('Soketi rejecting the credentials pauses publishing (readyz 503) and loses nothing: rotated on Soketi, the change arrives with no restart of the bridge', async (t) => {
+    const rotated = 'it-hardening-rotated-77aa';
+    // Soketi keeps the last event of a cache- channel: a subscriber after the fact still sees
+    // whether the change was published. A 1 s replay age keeps the replay out of it.
+    const bridge = await stack.useBridge({ SOKETI_APP_SECRET: rotated, BRIDGE_CHANNEL: 'cache-{table}',
+      BRIDGE_CURSOR_NAME: 'rotated', BRIDGE_REPLAY_MAX_AGE_S: 1 }, { ready: 'healthz' });
+    await listening();
+    await db.query('INSERT INTO h VALUES (5000)');
+    await bridge.waitForLine(/Soketi rejected the app's credentials \(HTTP 401\).*nothing is dropped/, 15000);
+    const ready = await http(`${stack.baseUrl}/readyz`);
+    assert.equal(ready.status, 503);
+    assert.match(ready.text, /credentials/);
+    const stamp = await db.stamp('h:5000', { bridge: 'rotated' });
+    await sleep(1200); // older than BRIDGE_REPLAY_MAX_AGE_S
+
+    await stack.soketi.stop();
+    stack.soketi = await startSoketi({ ...stack.soketi.options, secret: rotated });
+    await bridge.waitForLine(/Soketi accepts the app's credentials again/, 20000);
+    const sub = await stack.subscribe('cache-h');
+    t.after(() => sub.disconnect());
+    const e = await sub.waitFor(isInvalidation('h:5000'), 10000);
+    assert.equal(e.data.seq, stamp.seq, 'the change written during the mismatch');
+    assert.ok(bridge.running(), 'no restart');
+    assert.ok(!bridge.text().includes(rotated), 'the secret is not logged');
+  });
+});
+
+describe('hardening: one event Soketi refuses costs only that event', () => {
+  let stack;
+  before(async () => {
+    // Soketi's payload limit (1 KB) below the bridge's (100 KB, its default): a mismatch.
+    stack = await startStack({ soketi: { secret: SECRET, maxSizeKb: 1 } });
+    await stack.pg.query(`CREATE TABLE big (id int PRIMARY KEY, body text); SELECT cache_invalidation_attach('big', 'id');`);
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  test('a batch with one event too large for Soketi: the others are published, that one without its row', async (t) => {
+    const bridge = await stack.useBridge({ SOKETI_EVENT_MAX_SIZE_IN_KB: 100 }, { ready: /PostgreSQL: listening/ });
+    const sub = await stack.subscribe('invalidations');
+    t.after(() => sub.disconnect());
+    await sleep(300);
+    // One transaction: ten changes in one batch, the fifth with a 3 KB row.
+    await stack.pg.query(`INSERT INTO big SELECT g, CASE WHEN g = 5 THEN repeat('x', 3000) ELSE 'small' END
+                          FROM generate_series(1, 10) g`);
+    const got = await sub.waitForCount((e) => e.event === 'cache-invalidate', 10, 15000);
+    const big = got.find((e) => e.data.cacheKey === 'big:5');
+    assert.ok(big, 'the large row\'s invalidation arrives');
+    assert.equal(big.data.dataOmitted, true);
+    assert.equal(big.data.data, undefined);
+    for (const e of got.filter((x) => x.data.cacheKey !== 'big:5')) assert.equal(e.data.data?.body, 'small');
+    await bridge.waitForLine(/refused the event for "big:5" as too large \(HTTP 413\): sent without its row data/, 5000);
   });
 });
