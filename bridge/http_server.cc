@@ -101,7 +101,10 @@ Status HttpServer::start() {
     response.set_header("Access-Control-Allow-Origin", config_.snapshot_cors_origin);
     response.set_header("Cache-Control", "no-store");
     if (answer.retry_after_s > 0) response.set_header("Retry-After", std::to_string(answer.retry_after_s));
-    response.set_content(answer.body, answer.status == 200 ? "application/json" : "text/plain");
+    // Not "application/json": cpp-httplib would compress that, with brotli whenever a browser
+    // offers it, at ~0.7 s of CPU for a 10,000-key answer. Compress in the proxy if at all.
+    response.set_content(answer.body, answer.status == 200 ? "application/json; charset=utf-8"
+                                                           : "text/plain; charset=utf-8");
   });
 
   // 413 for oversized bodies comes from set_payload_max_length; count it as a rejection.

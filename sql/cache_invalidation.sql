@@ -48,8 +48,9 @@ CREATE TABLE IF NOT EXISTS cache_bridge_stamp (
     seq         bigint NOT NULL,
     PRIMARY KEY (bridge_name, cache_key)
 );
+-- Replays and snapshots: one channel's newest stamps. (The only other index is the primary
+-- key: every index costs each stamp written.)
 CREATE INDEX IF NOT EXISTS cache_bridge_stamp_channel_idx ON cache_bridge_stamp (bridge_name, channel, seq);
-CREATE INDEX IF NOT EXISTS cache_bridge_stamp_seq_idx ON cache_bridge_stamp (bridge_name, seq);
 
 -- Records an invalidation and returns its timestamp in epoch milliseconds.
 -- Timestamps per key only move forward.
