@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 
 #include <utility>
+#include <vector>
 
 namespace bridge {
 namespace {
@@ -90,6 +91,48 @@ std::string expand_channel(std::string_view channel_template, std::string_view t
   hashed += kHashMarker;
   hashed += sha256_hex_prefix(name, kHashHexDigits);
   return hashed;
+}
+
+bool could_be_expanded_from(std::string_view channel_template, std::string_view channel) {
+  if (channel.empty() || channel.size() > kMaxChannelNameLength) return false;
+  for (unsigned char c : channel) {
+    if (!allowed_in_template(c)) return false;
+  }
+  // The literal pieces between placeholders must appear in order: the first at the start,
+  // the last at the end (unless the name was cut and hashed, which may drop the end).
+  std::vector<std::string_view> literals;
+  bool has_placeholder = false;
+  size_t start = 0, pos = 0;
+  while (pos < channel_template.size()) {
+    std::string_view rest = channel_template.substr(pos);
+    size_t skip = rest.starts_with(kTablePlaceholder) ? kTablePlaceholder.size()
+                  : rest.starts_with(kKeyPlaceholder) ? kKeyPlaceholder.size()
+                                                      : 0;
+    if (skip == 0) {
+      ++pos;
+      continue;
+    }
+    literals.push_back(channel_template.substr(start, pos - start));
+    has_placeholder = true;
+    pos += skip;
+    start = pos;
+  }
+  literals.push_back(channel_template.substr(start));
+  if (!has_placeholder) return channel == channel_template;
+
+  bool hashed = channel.size() > kHashMarker.size() + kHashHexDigits &&
+                channel.substr(channel.size() - kHashHexDigits - kHashMarker.size(), kHashMarker.size()) == kHashMarker;
+  if (hashed) return channel.starts_with(literals.front().substr(0, hashed_prefix_length(literals.front())));
+  if (!channel.starts_with(literals.front()) || !channel.ends_with(literals.back())) return false;
+  if (literals.front().size() + literals.back().size() > channel.size()) return false;
+  size_t at = literals.front().size();
+  size_t end = channel.size() - literals.back().size();
+  for (size_t i = 1; i + 1 < literals.size(); ++i) {
+    size_t found = channel.substr(0, end).find(literals[i], at);
+    if (found == std::string_view::npos) return false;
+    at = found + literals[i].size();
+  }
+  return true;
 }
 
 bool is_valid_channel_template(std::string_view channel_template, std::string* why) {

@@ -38,6 +38,11 @@ inline constexpr size_t kMaxChannelNameLength = 200;
 std::string expand_channel(std::string_view channel_template, std::string_view table,
                            std::string_view cache_key);
 
+// False when no table and key can make expand_channel(channel_template, ...) give `channel`
+// (a cheap check on its literal parts and characters; true does not promise that one does).
+// Webhooks for impossible channels are refused before they cost a database query.
+bool could_be_expanded_from(std::string_view channel_template, std::string_view channel);
+
 // True when `channel_template` can serve as BRIDGE_CHANNEL: it is non-empty, every character
 // outside the "{table}" and "{key}" placeholders is one of A-Z a-z 0-9 _ - = @ , . ; and that
 // literal text (the template without its placeholders) is at most kMaxChannelNameLength

@@ -184,6 +184,7 @@ ConfigResult parse_config(const EnvMap& env) {
 
   c.replay_max_age = std::chrono::seconds(r.integer("BRIDGE_REPLAY_MAX_AGE_S", 86400, 1, 315360000));
   c.replay_max_keys = static_cast<int>(r.integer("BRIDGE_REPLAY_MAX_KEYS", 1000, 0, 10000000));
+  c.replay_max_per_second = static_cast<double>(r.integer("BRIDGE_REPLAY_MAX_PER_SEC", 20, 1, 100000));
   c.cursor_name = r.text("BRIDGE_CURSOR_NAME", c.cursor_name);
 
   c.clock_margin = std::chrono::milliseconds(r.integer("BRIDGE_CLOCK_MARGIN_MS", 0, 0, 60000));

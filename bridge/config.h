@@ -47,6 +47,7 @@ struct Config {
   // Replay and catch-up.
   std::chrono::seconds replay_max_age{86400};
   int replay_max_keys = 1000;
+  double replay_max_per_second = 20;  // BRIDGE_REPLAY_MAX_PER_SEC: channels replayed a second
   std::string cursor_name = "default";  // also names the bridge's stamps in the store
 
   // The timestamp contract (ChangeClock) and the snapshot endpoint.

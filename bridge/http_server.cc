@@ -3,6 +3,7 @@
 #include "http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include "clock.h"
 #include "log.h"
@@ -15,6 +16,7 @@ namespace {
 constexpr size_t kMaxWebhookBytes = 1024 * 1024;
 constexpr std::chrono::milliseconds kProbeReuse{2000};
 constexpr std::chrono::milliseconds kProbeTimeout{700};
+constexpr int kListenBacklog = 1024;
 
 std::optional<std::string_view> header(const httplib::Request& request, const char* name) {
   if (!request.has_header(name)) return std::nullopt;
@@ -44,8 +46,10 @@ Status HttpServer::start() {
   server_->set_payload_max_length(kMaxWebhookBytes);
   server_->set_read_timeout(5, 0);
   server_->set_write_timeout(5, 0);
-  // An idle keep-alive connection (Soketi's webhook client keeps one) holds a worker until
-  // this passes, and stop() waits for it: keep shutdown quick.
+  // An idle keep-alive connection holds one of the four workers until it closes: a handful
+  // of clients that keep theirs open (Soketi's webhook client does, so do browsers) would
+  // starve the rest, and stop() would wait for them. One request per connection.
+  server_->set_keep_alive_max_count(1);
   server_->set_keep_alive_timeout(1);
 
   server_->Post(config_.webhook_path, [this](const httplib::Request& request, httplib::Response& response) {
@@ -112,10 +116,19 @@ Status HttpServer::start() {
     if (response.status == 413) ++metrics_.webhooks_rejected_oversized;
   });
 
+  // The packaged cpp-httplib listens with a backlog of 5: in a burst of webhooks or snapshot
+  // requests the kernel drops the rest of the SYNs and each such client waits a second to
+  // retry. Keep the listening socket and raise its backlog once bound.
+  int listening = -1;
+  server_->set_socket_options([&listening](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listening = sock;
+  });
   if (!server_->bind_to_port(config_.http_bind.c_str(), config_.http_port)) {
     return Status::error(fmt::format("cannot listen on {}:{} (from BRIDGE_HTTP_BIND and SOKETI_WEBHOOK_URL)",
                                      config_.http_bind, config_.http_port));
   }
+  if (listening >= 0) ::listen(listening, kListenBacklog);
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "http");
     server_->listen_after_bind();

@@ -67,6 +67,8 @@ std::string Metrics::render(const std::string& version) const {
   counter("catchup_invalidations_total", "Invalidations read from the store on (re)connect.", catchup_invalidations);
   counter("replay_requests_total", "Channels replayed (webhooks and startup).", replay_requests);
   counter("replayed_invalidations_total", "Invalidations replayed to new subscribers.", replayed_invalidations);
+  counter("replays_skipped_foreign_total", "Webhook channels BRIDGE_CHANNEL cannot produce: not replayed, no query.",
+          replays_skipped_foreign);
   out += "# HELP cache_bridge_webhooks_rejected_total Webhook requests rejected, by reason.\n"
          "# TYPE cache_bridge_webhooks_rejected_total counter\n";
   out += fmt::format("cache_bridge_webhooks_rejected_total{{reason=\"signature\"}} {}\n", webhooks_rejected_signature.load());

@@ -44,6 +44,7 @@ struct Metrics {
   std::atomic<uint64_t> catchup_invalidations{0};
   std::atomic<uint64_t> replay_requests{0};
   std::atomic<uint64_t> replayed_invalidations{0};
+  std::atomic<uint64_t> replays_skipped_foreign{0};  // webhooks for channels BRIDGE_CHANNEL cannot produce
   // By reason: a bad or missing signature, a malformed body, a stale time_ms, an oversized body.
   std::atomic<uint64_t> webhooks_rejected_signature{0};
   std::atomic<uint64_t> webhooks_rejected_malformed{0};

@@ -106,6 +106,46 @@ describe('hardening: secrets and replayed webhooks', () => {
       .every((key) => sub.events.some(isInvalidation(key))), 20000, { message: 'all 200 keys delivered after the restart' });
   });
 
+  test('1,000 signed webhooks within a second: no query for channels the bridge cannot publish to, replays bounded per second', async (t) => {
+    const metric = async (name) => Number((await http(`${stack.baseUrl}/metrics`)).text.match(new RegExp(`^cache_bridge_${name} (\\d+)$`, 'm'))?.[1]);
+    const flood = async (channelOf) => {
+      const t0 = Date.now();
+      for (let i = 0; i < 1000; i += 25) {
+        await Promise.all(Array.from({ length: 25 }, (_, k) => {
+          const body = JSON.stringify({ time_ms: Date.now(), events: [{ name: 'channel_occupied', channel: channelOf(i + k) }] });
+          return http(stack.webhookUrl, { method: 'POST', body, headers: {
+            'Content-Type': 'application/json', 'X-Pusher-Key': stack.soketi.key, 'X-Pusher-Signature': signWebhook(body, SECRET) } });
+        }));
+      }
+      return (Date.now() - t0) / 1000;
+    };
+
+    // BRIDGE_CHANNEL=invalidations: every other name is impossible, and costs no replay query.
+    await stack.useBridge();
+    await listening();
+    await sleep(1500); // the startup replay, and its cooldown, are over
+    const before = await metric('replay_requests_total');
+    const seconds = await flood((i) => (i % 100 === 0 ? 'invalidations' : `random-${i}-${Math.random().toString(36).slice(2)}`));
+    await sleep(1500);
+    const foreign = await metric('replays_skipped_foreign_total');
+    const replays = (await metric('replay_requests_total')) - before;
+    t.diagnostic(`BRIDGE_CHANNEL=invalidations: 1,000 webhooks in ${seconds.toFixed(2)} s, ${foreign} skipped without a query, ${replays} replay(s) of invalidations`);
+    assert.equal(foreign, 990);
+    // Ten requests for the one real channel within ~1 s: merged by the 1 s cooldown.
+    assert.ok(replays >= 1 && replays <= 1 + Math.ceil(seconds + 1.5), `${replays} replays`);
+
+    // BRIDGE_CHANNEL=cache-{key}: every name is possible; the work is capped at 20 channels a second.
+    await stack.useBridge({ BRIDGE_CHANNEL: 'cache-{key}', BRIDGE_CURSOR_NAME: 'flood', BRIDGE_REPLAY_MAX_PER_SEC: 20 });
+    await listening();
+    const start = Date.now();
+    const s2 = await flood((i) => `cache-k${i}`);
+    const elapsed = (Date.now() - start) / 1000;
+    const done = await metric('replay_requests_total');
+    t.diagnostic(`BRIDGE_CHANNEL=cache-{key}: 1,000 webhooks in ${s2.toFixed(2)} s, ${done} channel replays after ${elapsed.toFixed(2)} s (cap: 20 + 20/s)`);
+    assert.ok(done <= 20 + 20 * elapsed + 2, `${done} replays in ${elapsed} s`);
+    assert.ok(done >= 1, 'replays go on');
+  });
+
   // Last in this suite: it leaves Soketi running with another secret.
   test('Soketi rejecting the credentials pauses publishing (readyz 503) and loses nothing: rotated on Soketi, the change arrives with no restart of the bridge', async (t) => {
     const rotated = 'it-hardening-rotated-77aa';

@@ -163,3 +163,19 @@ TEST_CASE("invalid channel templates say why") {
   CHECK(why.find("201") != std::string::npos);
   CHECK_FALSE(is_valid_channel_template("a b", nullptr));
 }
+
+TEST_CASE("could_be_expanded_from refuses names the template cannot produce") {
+  CHECK(could_be_expanded_from("invalidations", "invalidations"));
+  CHECK_FALSE(could_be_expanded_from("invalidations", "invalidations2"));
+  CHECK_FALSE(could_be_expanded_from("invalidations", "random-7"));
+  CHECK(could_be_expanded_from("cache-{key}", expand_channel("cache-{key}", "", "posts:1")));
+  CHECK(could_be_expanded_from("cache-{key}", "cache-"));  // an empty key
+  CHECK_FALSE(could_be_expanded_from("cache-{key}", "private-x"));
+  CHECK_FALSE(could_be_expanded_from("cache-{key}", "cache-a b"));
+  CHECK(could_be_expanded_from("t-{table}-k-{key}-end", expand_channel("t-{table}-k-{key}-end", "posts", "1")));
+  CHECK_FALSE(could_be_expanded_from("t-{table}-k-{key}-end", "t-posts-1-end"));  // no "-k-"
+  std::string hashed = expand_channel("cache-{key}-tail", "", std::string(300, 'x'));
+  CHECK(hashed.size() <= 200);
+  CHECK(could_be_expanded_from("cache-{key}-tail", hashed));  // the tail was cut, the hash is there
+  CHECK_FALSE(could_be_expanded_from("cache-{key}", std::string(201, 'c')));
+}
