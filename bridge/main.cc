@@ -126,14 +126,18 @@ int main(int argc, char** argv) {
   // The 5 s start now, whatever the other modules take to stop.
   publisher.set_drain_deadline(std::chrono::seconds(5));
   http.stop();
-  // Closing the queue first releases a listener or replayer blocked on a full queue; what
-  // they could not queue is still after the cursor, so the next start catches it up.
+  // A last barrier while the queue still takes notifications: what came before it is what
+  // the final cursor may pass (so a restart re-sends next to nothing).
+  listener.finish_receiving(std::chrono::seconds(2));
+  // Closing the queue releases a listener or replayer blocked on a full queue; what they
+  // could not queue is still after the cursor, so the next start catches it up.
   queue.close();
   stamps.close();
   replayer.stop();
   listener.stop();
   publisher.drain_and_stop();
-  stamps.stop(std::chrono::seconds(2));
+  bool stamps_written = stamps.stop(std::chrono::seconds(2));
+  listener.save_final_cursor(publisher.gave_up_nothing() && stamps_written);
   log::info("stopped");
   return 0;
 }

@@ -24,9 +24,6 @@ using std::chrono::steady_clock;
 
 constexpr milliseconds kPollInterval{250};
 constexpr milliseconds kCheckpointInterval{1000};
-// A notification of a transaction committed before a snapshot is taken reaches the listener
-// well within this; only then is "everything before the snapshot received" taken as true.
-constexpr milliseconds kNotificationDelivery{1000};
 constexpr milliseconds kVerifyInterval{5000};
 constexpr milliseconds kReadyWindow{15000};
 constexpr int kReceiveBufferBytes = 256 * 1024;
@@ -46,9 +43,35 @@ void PgListener::start() {
   });
 }
 
+void PgListener::finish_receiving(std::chrono::milliseconds timeout) {
+  finish_requested_ = true;
+  std::unique_lock lock(finish_mutex_);
+  if (!finish_reached_.wait_for(lock, timeout, [&] { return finish_answered_; })) {
+    log::info("shutting down: no final checkpoint (the listener is behind or disconnected); "
+              "the next start catches up");
+  }
+}
+
 void PgListener::stop() {
   stopping_ = true;
   if (thread_.joinable()) thread_.join();
+}
+
+void PgListener::save_final_cursor(bool all_published) {
+  bool seen;
+  {
+    std::lock_guard lock(finish_mutex_);
+    seen = final_marker_seen_;
+  }
+  if (!conn_ || !seen || !checkpoint_ || !checkpoint_->sequence_after || !all_published ||
+      queue_.low_watermark() < *checkpoint_->sequence_after) {
+    return;
+  }
+  if (auto s = store::save_cursor(conn_.get(), config_.cursor_name, checkpoint_->xmin); !s) {
+    log::warn("shutting down: cannot save the cursor: {}", s.message());
+    return;
+  }
+  log::info("shutting down: cursor saved at transaction {}", checkpoint_->xmin);
 }
 
 bool PgListener::ready(std::string* reason) const {
@@ -77,6 +100,7 @@ void PgListener::run() {
     }
     connected_ = false;
     metrics_.listen_connected = 0;
+    if (stopping_ && status) break;  // keep the connection and checkpoint for save_final_cursor()
     conn_.reset();
     checkpoint_.reset();
     if (stopping_) break;
@@ -102,6 +126,9 @@ Status PgListener::connect_and_catch_up() {
     PQfreemem(quoted);
     if (auto s = pg_exec(conn_.get(), sql); !s) return s;
   }
+  // The barrier's markers come back on a channel only this session listens to.
+  marker_channel_ = fmt::format("cache_bridge_barrier_{}", PQbackendPID(conn_.get()));
+  if (auto s = pg_exec(conn_.get(), "LISTEN " + marker_channel_); !s) return s;
   if (auto s = store::check_installed(conn_.get(), &store_installed_); !s) return s;
   log::info("PostgreSQL: listening on {} at {}", fmt::join(config_.pg_channels, ","),
             pg_describe(conn_.get()));
@@ -126,7 +153,7 @@ Status PgListener::connect_and_catch_up() {
     metrics_.catchup_invalidations += count;
     if (count > 0) log::info("caught up {} invalidation(s) committed since the last checkpoint", count);
     // Everything before this snapshot is now queued: the checkpoint needs no delivery delay.
-    checkpoint_ = Checkpoint{snapshot_xmin, steady_clock::now(), queue_.next_sequence()};
+    checkpoint_ = Checkpoint{snapshot_xmin, 0, queue_.next_sequence()};
   }
   connected_ = true;
   metrics_.listen_connected = 1;
@@ -169,7 +196,19 @@ Status PgListener::receive_until_broken() {
       PQfreemem(raw);
     }
     auto now = steady_clock::now();
-    if (now >= next_checkpoint && store_installed_) {
+    if (finish_requested_ && !final_barrier_sent_) {
+      // A last barrier for a clean stop, replacing whatever checkpoint was under way.
+      final_barrier_sent_ = true;
+      checkpoint_.reset();
+      if (!store_installed_) {
+        std::lock_guard lock(finish_mutex_);
+        finish_answered_ = true;
+        finish_reached_.notify_all();
+      } else if (auto s = advance_checkpoint(); !s) {
+        return s;
+      }
+    }
+    if (now >= next_checkpoint && store_installed_ && !final_barrier_sent_) {
       if (auto s = advance_checkpoint(); !s) return s;
       last_verified_ms_ = steady_ms();
       next_checkpoint = now + kCheckpointInterval;
@@ -187,6 +226,7 @@ Status PgListener::receive_until_broken() {
 void PgListener::handle_notification(const PGnotify& notify) {
   std::string_view channel = notify.relname;
   std::string_view payload = notify.extra ? notify.extra : "";
+  if (handle_marker(channel, payload)) return;
   if (auto it = metrics_.notifications_received.find(channel);
       it != metrics_.notifications_received.end()) {
     ++it->second;
@@ -215,31 +255,52 @@ void PgListener::push(Invalidation invalidation) {
                                        invalidation.cache_key);
   log::debug("invalidation of {} on {}: seq {}, invalidatedAt {}", log::excerpt(invalidation.cache_key),
              channel, invalidation.seq, invalidation.invalidated_at_ms);
+  if (!invalidation.data_json.empty() && !warned_public_rows_ && channel.rfind("private-", 0) != 0 &&
+      channel.rfind("presence-", 0) != 0) {
+    warned_public_rows_ = true;
+    log::warn("row data of {} goes to the public channel {}: anyone with the app key reads it "
+              "(attach without row_data, or route to a private- channel)",
+              invalidation.table.empty() ? "a notification" : "table " + invalidation.table, channel);
+  }
   // The stamp first: a replay that flushes the writer then never misses what goes out live.
   if (!stamps_.record(channel, invalidation)) return;  // shutting down: the cursor still has it
   queue_.push(channel, std::move(invalidation));
 }
 
 Status PgListener::advance_checkpoint() {
-  auto now = steady_clock::now();
   if (!checkpoint_) {
     std::string xmin;
     if (auto s = store::current_xmin(conn_.get(), &xmin); !s) return s;
-    checkpoint_ = Checkpoint{xmin, now, std::nullopt};
-    return Status::ok();
-  }
-  if (!checkpoint_->sequence_after) {
-    if (now - checkpoint_->taken_at >= kNotificationDelivery) {
-      checkpoint_->sequence_after = queue_.next_sequence();
+    uint64_t marker = ++markers_sent_;
+    if (auto s = pg_exec_params(conn_.get(), "SELECT pg_notify($1, $2)",
+                                {marker_channel_, std::to_string(marker)});
+        !s) {
+      return s;
     }
+    checkpoint_ = Checkpoint{xmin, marker, std::nullopt};
     return Status::ok();
   }
+  if (!checkpoint_->sequence_after) return Status::ok();  // its marker is still on its way
   if (queue_.low_watermark() >= *checkpoint_->sequence_after) {
     if (auto s = store::save_cursor(conn_.get(), config_.cursor_name, checkpoint_->xmin); !s) return s;
     log::debug("checkpoint: resume from transaction {}", checkpoint_->xmin);
     checkpoint_.reset();
   }
   return Status::ok();
+}
+
+bool PgListener::handle_marker(std::string_view channel, std::string_view payload) {
+  if (channel != marker_channel_) return false;
+  // Every transaction before the checkpoint's snapshot has been received (and queued).
+  if (checkpoint_ && !checkpoint_->sequence_after && payload == std::to_string(checkpoint_->marker)) {
+    checkpoint_->sequence_after = queue_.next_sequence();
+    if (final_barrier_sent_) {
+      std::lock_guard lock(finish_mutex_);
+      final_marker_seen_ = finish_answered_ = true;
+      finish_reached_.notify_all();
+    }
+  }
+  return true;
 }
 
 }  // namespace bridge

@@ -9,9 +9,17 @@
 // cursor, so no change committed while it was away is lost. While connected it moves the
 // cursor forward once what it received has been published. It reconnects with backoff,
 // forever, and never blocks publishing.
+//
+// The cursor rests on a barrier, not on timing: it takes a snapshot's xmin X, then NOTIFYs a
+// marker on a channel of its own session. Notifications arrive in commit order, so when the
+// marker arrives every transaction before X has been received; once everything received up
+// to the marker is published, X becomes the cursor. At a clean stop it does this once more,
+// so a restart re-sends next to nothing.
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -34,17 +42,24 @@ class PgListener {
   PgListener& operator=(const PgListener&) = delete;
 
   void start();
-  void stop();
+  // Asks for a last barrier and waits (at most `timeout`) for its marker: call at SIGTERM
+  // while the queue is still open. Everything received before it is then covered by
+  // save_final_cursor().
+  void finish_receiving(std::chrono::milliseconds timeout);
+  void stop();  // joins the thread; its connection stays open for save_final_cursor()
+  // After stop() and the publisher's drain: saves the last barrier's xmin as the cursor if
+  // everything received up to its marker was published (`all_published`: nothing given up).
+  void save_final_cursor(bool all_published);
 
   // Connected, LISTENing, and the connection answered within the last 15 s.
   bool ready(std::string* reason) const;
 
  private:
   // A snapshot's xmin that becomes the cursor once everything received before
-  // `sequence_after` has been published.
+  // `sequence_after` (the queue's sequence when `marker` arrived) has been published.
   struct Checkpoint {
     std::string xmin;
-    std::chrono::steady_clock::time_point taken_at;
+    uint64_t marker = 0;  // 0: none needed (the catch-up's own snapshot)
     std::optional<uint64_t> sequence_after;
   };
 
@@ -55,6 +70,7 @@ class PgListener {
   void handle_notification(const PGnotify& notify);
   void push(Invalidation invalidation);
   Status advance_checkpoint();
+  bool handle_marker(std::string_view channel, std::string_view payload);  // true: it was one
 
   const Config& config_;
   CoalescingQueue& queue_;
@@ -63,12 +79,21 @@ class PgListener {
   Metrics& metrics_;
   std::thread thread_;
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> finish_requested_{false};
+  std::mutex finish_mutex_;
+  std::condition_variable finish_reached_;
+  bool final_marker_seen_ = false;  // protected by finish_mutex_
+  bool finish_answered_ = false;    // protected by finish_mutex_: seen, or no barrier possible
   std::atomic<bool> connected_{false};
   std::atomic<int64_t> last_verified_ms_{0};  // steady clock
 
-  // Owned by the listener thread.
+  // Owned by the listener thread (and by save_final_cursor() once it is joined).
   PgConnPtr conn_;
+  std::string marker_channel_;  // cache_bridge_barrier_<backend pid>
+  uint64_t markers_sent_ = 0;
+  bool final_barrier_sent_ = false;
   bool store_installed_ = false;
+  bool warned_public_rows_ = false;  // once per process
   std::optional<Checkpoint> checkpoint_;
 };
 

@@ -112,6 +112,7 @@ void Publisher::publish_events(SoketiClient& client, std::span<const QueuedInval
   static thread_local std::minstd_rand jitter(std::random_device{}());
   std::chrono::milliseconds backoff{100};
   auto give_up = [&](int attempt, const std::string& why) {
+    gave_up_ += events.size();
     log::error("shutting down: gave up on {} event(s) after {} attempt(s){}; the next start "
                "catches them up", events.size(), attempt, why.empty() ? "" : " (" + why + ")");
   };

@@ -38,6 +38,8 @@ class Publisher {
   // Publishes what the (closed) queue still holds until the drain deadline (set it first),
   // then joins the workers.
   void drain_and_stop();
+  // Whether every event taken was published or deliberately dropped (none given up on).
+  bool gave_up_nothing() const { return gave_up_ == 0; }
 
  private:
   void run();
@@ -62,6 +64,7 @@ class Publisher {
   std::vector<std::thread> workers_;
   std::atomic<int64_t> give_up_at_ms_{0};  // steady-clock ms; 0 = never give up
   std::atomic<bool> app_rejected_{false};   // Soketi refuses the credentials (logged once)
+  std::atomic<uint64_t> gave_up_{0};        // events given up on at the drain deadline
   std::mutex pause_mutex_;
   std::condition_variable deadline_set_;  // wakes pause() when the deadline is set
 };

@@ -39,7 +39,7 @@ void StampWriter::close() {
   written_.notify_all();
 }
 
-void StampWriter::stop(std::chrono::milliseconds grace) {
+bool StampWriter::stop(std::chrono::milliseconds grace) {
   {
     std::lock_guard lock(mutex_);
     if (!stopping_) give_up_at_ = std::chrono::steady_clock::now() + grace;
@@ -49,6 +49,8 @@ void StampWriter::stop(std::chrono::milliseconds grace) {
   work_.notify_all();
   written_.notify_all();
   if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(mutex_);
+  return pending_.empty();
 }
 
 bool StampWriter::record(const std::string& channel, const Invalidation& invalidation) {

@@ -36,8 +36,8 @@ class StampWriter {
   // room); what waits is still written by stop(). Shutdown calls it first, so a listener
   // blocked on a full writer while PostgreSQL is away cannot hold the process.
   void close();
-  // Writes what waits (for at most `grace`), then stops.
-  void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
+  // Writes what waits (for at most `grace`), then stops. True when nothing was left unwritten.
+  bool stop(std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
 
   // Remembers a stamped invalidation of `channel` for writing. Blocks while max_pending keys
   // wait. Returns false once closed (the change is then not published either: the catch-up

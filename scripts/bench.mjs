@@ -232,7 +232,7 @@ class Bench {
       w bigint NOT NULL DEFAULT (extract(epoch FROM clock_timestamp()) * 1000)::bigint)`);
     // The hot row exists before the trigger: its INSERT is not part of the measurement.
     if (scenario.kind === 'hot') await this.pg.query(`INSERT INTO ${table} (id, v) VALUES (1, 0)`);
-    if (scenario.kind !== 'ceiling' || scenario.withWriters) await this.pg.query(`SELECT cache_invalidation_attach('${table}', 'id')`);
+    if (scenario.kind !== 'ceiling' || scenario.withWriters) await this.pg.query(`SELECT cache_invalidation_attach('${table}', 'id', row_data => true)`);
     return table;
   }
 

@@ -4,7 +4,8 @@
 -- Requires PostgreSQL 13 or newer (xid8, pg_current_xact_id).
 --
 -- Attach to a table, naming its key column (one statement per table):
---   SELECT cache_invalidation_attach('public.posts', 'id');          -- JSON on cache_invalidation
+--   SELECT cache_invalidation_attach('public.posts', 'id');          -- JSON on cache_invalidation, keys only
+--   SELECT cache_invalidation_attach('public.orders', 'id', row_data => true);  -- JSON with the row
 --   SELECT cache_invalidation_attach('public.users', 'id', 'text');  -- plain key on data_change_notification
 --   SELECT cache_invalidation_detach('public.posts');
 
@@ -65,8 +66,10 @@ RETURNS bigint LANGUAGE sql VOLATILE AS $$
     RETURNING floor(extract(epoch FROM invalidated_at) * 1000)::bigint;
 $$;
 
--- JSON style: {"table","action","id","cache_key","data"} on one channel
--- for all tables. TG_ARGV: key column (default id), NOTIFY channel (default cache_invalidation).
+-- JSON style: {"table","action","id","cache_key"} on one channel for all tables, plus "data"
+-- (the row) when attached with row_data => true.
+-- TG_ARGV: key column (default id), NOTIFY channel (default cache_invalidation), the attached
+-- table's name, 'row_data' to include the row.
 CREATE OR REPLACE FUNCTION cache_invalidation_notify_json() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -74,6 +77,7 @@ DECLARE
     notify_channel text := coalesce(TG_ARGV[1], 'cache_invalidation');
     -- The attached table's name (a partition's rows are keyed by their partitioned table).
     table_name     text := coalesce(TG_ARGV[2], TG_TABLE_NAME);
+    with_row       boolean := coalesce(TG_ARGV[3], '') = 'row_data';
     old_row        jsonb;
     new_row        jsonb;
     row_data       jsonb;
@@ -107,9 +111,13 @@ BEGIN
     cache_key := table_name || ':' || (row_data ->> key_column);
     PERFORM cache_invalidation_record(cache_key, table_name);
     -- No timestamp: one taken here precedes the commit. The bridge stamps at receipt.
-    payload := jsonb_build_object(
-        'table', table_name, 'action', lower(TG_OP), 'id', row_data -> key_column,
-        'cache_key', cache_key, 'data', row_data)::text;
+    payload := CASE WHEN with_row THEN
+        jsonb_build_object('table', table_name, 'action', lower(TG_OP), 'id', row_data -> key_column,
+                           'cache_key', cache_key, 'data', row_data)
+      ELSE
+        jsonb_build_object('table', table_name, 'action', lower(TG_OP), 'id', row_data -> key_column,
+                           'cache_key', cache_key)
+      END::text;
     -- NOTIFY rejects payloads of 8000 bytes or more, which would fail the user's write.
     IF octet_length(payload) >= 8000 THEN
         payload := (payload::jsonb - 'data' || jsonb_build_object('data_omitted', true))::text;
@@ -154,16 +162,22 @@ BEGIN
 END;
 $$;
 
--- Attaches (or re-attaches) the trigger to a table. style: 'json' or 'text'.
+-- Attaches (or re-attaches) the trigger to a table. style: 'json' or 'text'. row_data (JSON
+-- style only) puts the row in every event: whoever may subscribe to the channel reads it (on
+-- a public channel, anyone with the app key), so opt in only for private- channels.
+DROP FUNCTION IF EXISTS cache_invalidation_attach(regclass, text, text, text);  -- before row_data
 CREATE OR REPLACE FUNCTION cache_invalidation_attach(
     target regclass, key_column text DEFAULT 'id', style text DEFAULT 'json',
-    notify_channel text DEFAULT NULL)
+    notify_channel text DEFAULT NULL, row_data boolean DEFAULT false)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     trigger_function text;
 BEGIN
     IF style NOT IN ('json', 'text') THEN
         RAISE EXCEPTION 'cache_invalidation_attach: style must be json or text, not %', style;
+    END IF;
+    IF row_data AND style <> 'json' THEN
+        RAISE EXCEPTION 'cache_invalidation_attach: row_data needs the json style';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_attribute
                    WHERE attrelid = target AND attname = key_column AND attnum > 0 AND NOT attisdropped) THEN
@@ -174,9 +188,10 @@ BEGIN
         CASE style WHEN 'json' THEN 'cache_invalidation' ELSE 'data_change_notification' END);
     EXECUTE format('DROP TRIGGER IF EXISTS cache_invalidation ON %s', target);
     EXECUTE format('CREATE TRIGGER cache_invalidation AFTER INSERT OR UPDATE OR DELETE ON %s '
-                   'FOR EACH ROW EXECUTE FUNCTION %I(%L, %L, %L)',
+                   'FOR EACH ROW EXECUTE FUNCTION %I(%L, %L, %L, %L)',
                    target, trigger_function, key_column, notify_channel,
-                   (SELECT relname FROM pg_class WHERE oid = target));
+                   (SELECT relname FROM pg_class WHERE oid = target),
+                   CASE WHEN row_data THEN 'row_data' ELSE 'keys' END);
 END;
 $$;
 

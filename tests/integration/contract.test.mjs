@@ -30,7 +30,7 @@ describe('contract: timestamps after the commit, every subscriber served', () =>
       CREATE TABLE item (id text PRIMARY KEY, v text);
       SELECT cache_invalidation_attach('doc', 'id');
       SELECT cache_invalidation_attach('note', 'id', 'text');
-      SELECT cache_invalidation_attach('item', 'id');
+      SELECT cache_invalidation_attach('item', 'id', row_data => true);
       INSERT INTO doc VALUES (1, 'old');
       INSERT INTO note VALUES (1, 'old');`);
   });

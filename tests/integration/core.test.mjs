@@ -35,10 +35,10 @@ describe('core: notifications reach pusher-js clients', () => {
       CREATE TABLE t2    (id int PRIMARY KEY, name text);
       CREATE TABLE posts (id int PRIMARY KEY, title text);
       CREATE TABLE big   (id int PRIMARY KEY, body text);
-      SELECT cache_invalidation_attach('t', 'id');
+      SELECT cache_invalidation_attach('t', 'id', row_data => true);
       SELECT cache_invalidation_attach('t2', 'id', 'text');
-      SELECT cache_invalidation_attach('posts', 'id');
-      SELECT cache_invalidation_attach('big', 'id');`);
+      SELECT cache_invalidation_attach('posts', 'id', row_data => true);
+      SELECT cache_invalidation_attach('big', 'id', row_data => true);`);
   });
   after(async () => {
     await stack?.stop();

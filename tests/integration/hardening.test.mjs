@@ -146,6 +146,62 @@ describe('hardening: secrets and replayed webhooks', () => {
     assert.ok(done >= 1, 'replays go on');
   });
 
+  test('a clean SIGTERM right after a burst saves the cursor: the restart re-sends at most 10 keys', async (t) => {
+    const env = { BRIDGE_CURSOR_NAME: 'clean-stop' };
+    const first = await stack.useBridge(env);
+    await listening();
+    const sub = await stack.subscribe('invalidations');
+    t.after(() => sub.disconnect());
+    // 300 keys in 30 transactions, then SIGTERM at once: no periodic checkpoint has passed them.
+    for (let i = 0; i < 30; i++) await db.query('INSERT INTO h SELECT g FROM generate_series($1::int, $2::int) g', [6000 + i * 10, 6009 + i * 10]);
+    const exit = await first.stop();
+    assert.equal(exit.code, 0, first.output());
+    assert.match(first.text(), /cursor saved at transaction/);
+    for (let i = 0; i < 300; i++) assert.ok(sub.events.some(isInvalidation(`h:${6000 + i}`)), `h:${6000 + i} was published before the stop`);
+
+    const second = await stack.useBridge(env);
+    await listening();
+    const caught = Number(second.text().match(/caught up (\d+) invalidation/)?.[1] ?? 0);
+    t.diagnostic(`clean restart: ${caught} key(s) re-sent by catch-up`);
+    assert.ok(caught <= 10, `${caught} keys re-sent:\n${second.output()}`);
+  });
+
+  test('the cursor waits for a barrier, not a timer: a tiny queue, a slow Soketi, SIGKILL, restart: nothing lost', async (t) => {
+    const env = { BRIDGE_CURSOR_NAME: 'barrier', BRIDGE_REPLAY_MAX_AGE_S: 1 };
+    // 3,000 commits of 2 KB notifications, published at 300 a second with at most 5 keys
+    // queued: the listener is seconds behind, with most notifications still waiting in
+    // PostgreSQL (the socket buffers hold about a hundred) while checkpoints are taken.
+    await db.query(`CREATE TABLE hb (id int PRIMARY KEY, body text);
+                    SELECT cache_invalidation_attach('hb', 'id', row_data => true);`);
+    const slow = await stack.useBridge({ ...env, BRIDGE_QUEUE_MAX_KEYS: 5, SOKETI_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SEC: 300,
+      BRIDGE_COALESCE_MS: 0 });
+    await listening();
+    const sub = await stack.subscribe('invalidations');
+    t.after(() => sub.disconnect());
+    const keys = Array.from({ length: 3000 }, (_, i) => `hb:${i}`);
+    await db.query(`DO $$ BEGIN FOR i IN 0..2999 LOOP INSERT INTO hb VALUES (i, repeat('x', 2000)); COMMIT; END LOOP; END $$`);
+    // Kill the moment the cursor has passed a change no subscriber has seen (what a timer-based
+    // cursor does), or after 6 s.
+    const passedUnseen = async () => {
+      const r = await db.query(`SELECT s.cache_key FROM cache_invalidated_at s, cache_bridge_cursor c
+                                 WHERE c.name = 'barrier' AND s.table_name = 'hb' AND s.writer_xid < c.resume_xid`);
+      return r.rows.some((row) => !sub.events.some(isInvalidation(row.cache_key)));
+    };
+    await waitUntil(passedUnseen, 6000, { intervalMs: 100 }).catch(() => {});
+    const received = keys.filter((key) => sub.events.some(isInvalidation(key))).length;
+    await slow.stop({ signal: 'SIGKILL' });
+    t.diagnostic(`before SIGKILL: ${received} of 3,000 delivered`);
+    assert.ok(received < 3000, 'the bridge was still behind when killed (else this proves nothing)');
+
+    const bridge = await stack.useBridge(env);
+    await waitUntil(() => keys.every((key) => sub.events.some(isInvalidation(key))), 30000, { intervalMs: 250,
+      message: 'all 3,000 keys delivered after the restart' }).catch((err) => {
+      const missing = keys.filter((key) => !sub.events.some(isInvalidation(key)));
+      throw new Error(`${err.message}: ${missing.length} lost, e.g. ${missing.slice(0, 5).join(', ')}`);
+    });
+    t.diagnostic(`after the restart: ${bridge.text().match(/caught up \d+ invalidation/)?.[0] ?? 'nothing caught up'}`);
+  });
+
   // Last in this suite: it leaves Soketi running with another secret.
   test('Soketi rejecting the credentials pauses publishing (readyz 503) and loses nothing: rotated on Soketi, the change arrives with no restart of the bridge', async (t) => {
     const rotated = 'it-hardening-rotated-77aa';
@@ -179,7 +235,7 @@ describe('hardening: one event Soketi refuses costs only that event', () => {
   before(async () => {
     // Soketi's payload limit (1 KB) below the bridge's (100 KB, its default): a mismatch.
     stack = await startStack({ soketi: { secret: SECRET, maxSizeKb: 1 } });
-    await stack.pg.query(`CREATE TABLE big (id int PRIMARY KEY, body text); SELECT cache_invalidation_attach('big', 'id');`);
+    await stack.pg.query(`CREATE TABLE big (id int PRIMARY KEY, body text); SELECT cache_invalidation_attach('big', 'id', row_data => true);`);
   });
   after(async () => {
     await stack?.stop();

@@ -24,9 +24,11 @@ describe('PostgreSQL and the SQL triggers', () => {
       CREATE TABLE posts (id int PRIMARY KEY, title text);
       CREATE TABLE users (id int PRIMARY KEY, name text);
       CREATE TABLE big (id int PRIMARY KEY, body text);
-      SELECT cache_invalidation_attach('posts', 'id');
+      SELECT cache_invalidation_attach('posts', 'id', row_data => true);
       SELECT cache_invalidation_attach('users', 'id', 'text');
-      SELECT cache_invalidation_attach('big', 'id');`);
+      SELECT cache_invalidation_attach('big', 'id', row_data => true);
+      CREATE TABLE plain (id int PRIMARY KEY, secret text);
+      SELECT cache_invalidation_attach('plain', 'id');`);
     listener = await db.client();
     listener.on('notification', (n) => notes.push({ channel: n.channel, payload: n.payload }));
     await listener.query('LISTEN cache_invalidation');
@@ -92,6 +94,14 @@ describe('PostgreSQL and the SQL triggers', () => {
     ]);
     assert.ok(await db.storeMs('users:7'));
     assert.ok(await db.storeMs('users:8'));
+  });
+
+  test('without row_data (the default) the payload carries the key, never the row', async () => {
+    await db.query(`INSERT INTO plain VALUES (1, 'card number')`);
+    const [n] = await nextNotes(1);
+    assert.deepEqual(JSON.parse(n.payload), { table: 'plain', action: 'insert', id: 1, cache_key: 'plain:1' });
+    await assert.rejects(db.query(`SELECT cache_invalidation_attach('plain', 'id', 'text', row_data => true)`),
+      /row_data needs the json style/);
   });
 
   test('a row over 8000 bytes commits and notifies without data', async () => {

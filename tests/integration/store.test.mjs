@@ -28,8 +28,8 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
       CREATE TABLE k (id int PRIMARY KEY, v text);
       CREATE TABLE w (id int PRIMARY KEY, n int);
       CREATE TABLE widgets (id int PRIMARY KEY, v text);
-      SELECT cache_invalidation_attach('r', 'id');
-      SELECT cache_invalidation_attach('c', 'id');
+      SELECT cache_invalidation_attach('r', 'id', row_data => true);
+      SELECT cache_invalidation_attach('c', 'id', row_data => true);
       SELECT cache_invalidation_attach('k', 'id');
       SELECT cache_invalidation_attach('w', 'id');
       SELECT cache_invalidation_attach('widgets', 'id');`);
