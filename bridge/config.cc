@@ -160,6 +160,17 @@ ConfigResult parse_config(const EnvMap& env) {
   }
   c.webhook_event_types = r.list("SOKETI_WEBHOOK_EVENT_TYPES", "channel_occupied,cache_miss");
   c.http_bind = r.text("BRIDGE_HTTP_BIND", c.http_bind);
+  std::string ops = r.text("BRIDGE_OPS_LISTEN", "127.0.0.1:3002");
+  if (size_t colon = ops.rfind(':'); colon != std::string::npos && colon > 0) {
+    c.ops_host = ops.substr(0, colon);
+    auto port_text = ops.substr(colon + 1);
+    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), c.ops_port);
+    if (ec != std::errc() || end != port_text.data() + port_text.size() || c.ops_port < 1 || c.ops_port > 65535) {
+      r.errors.push_back(fmt::format("BRIDGE_OPS_LISTEN: must be host:port, got \"{}\"", log::excerpt(ops, 60)));
+    }
+  } else {
+    r.errors.push_back(fmt::format("BRIDGE_OPS_LISTEN: must be host:port, got \"{}\"", log::excerpt(ops, 60)));
+  }
 
   c.database_url = r.required({"DATABASE_URL"});
   c.pg_channels = r.list("BRIDGE_PG_CHANNELS", "cache_invalidation,data_change_notification");

@@ -30,6 +30,9 @@ struct Config {
   int http_port = 3001;
   std::string http_bind = "127.0.0.1";
   std::vector<std::string> webhook_event_types;
+  // Operators' endpoints (probes, metrics): BRIDGE_OPS_LISTEN, host:port.
+  std::string ops_host = "127.0.0.1";
+  int ops_port = 3002;
 
   // PostgreSQL.
   std::string database_url;

@@ -1,22 +1,17 @@
-#include <pthread.h>
-
 #include "http_server.h"
 
 #include <httplib.h>
-#include <sys/socket.h>
 
 #include "clock.h"
+#include "http_listen.h"
 #include "log.h"
-#include "soketi_client.h"
 #include "webhook.h"
 
 namespace bridge {
 namespace {
 
 constexpr size_t kMaxWebhookBytes = 1024 * 1024;
-constexpr std::chrono::milliseconds kProbeReuse{2000};
-constexpr std::chrono::milliseconds kProbeTimeout{700};
-constexpr int kListenBacklog = 1024;
+constexpr int kWorkers = 4;
 
 std::optional<std::string_view> header(const httplib::Request& request, const char* name) {
   if (!request.has_header(name)) return std::nullopt;
@@ -27,30 +22,18 @@ std::optional<std::string_view> header(const httplib::Request& request, const ch
 
 }  // namespace
 
-HttpServer::HttpServer(const Config& config, Metrics& metrics, const CoalescingQueue& queue,
-                       PgListener& listener, Replayer& replayer, SnapshotService& snapshots,
-                       std::string version)
+HttpServer::HttpServer(const Config& config, Metrics& metrics, Replayer& replayer,
+                       SnapshotService& snapshots)
     : config_(config),
       metrics_(metrics),
-      queue_(queue),
-      listener_(listener),
       replayer_(replayer),
       snapshots_(snapshots),
-      version_(std::move(version)),
-      server_(std::make_unique<httplib::Server>()) {}
+      server_(make_http_server(kWorkers)) {}
 
 HttpServer::~HttpServer() { stop(); }
 
 Status HttpServer::start() {
-  server_->new_task_queue = [] { return new httplib::ThreadPool(4); };
   server_->set_payload_max_length(kMaxWebhookBytes);
-  server_->set_read_timeout(5, 0);
-  server_->set_write_timeout(5, 0);
-  // An idle keep-alive connection holds one of the four workers until it closes: a handful
-  // of clients that keep theirs open (Soketi's webhook client does, so do browsers) would
-  // starve the rest, and stop() would wait for them. One request per connection.
-  server_->set_keep_alive_max_count(1);
-  server_->set_keep_alive_timeout(1);
 
   server_->Post(config_.webhook_path, [this](const httplib::Request& request, httplib::Response& response) {
     WebhookVerdict verdict =
@@ -75,27 +58,6 @@ Status HttpServer::start() {
     response.set_content("{\"ok\":true}", "application/json");
   });
 
-  server_->Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
-    response.set_content("ok\n", "text/plain");
-  });
-
-  server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& response) {
-    std::string reason;
-    if (!listener_.ready(&reason) || !soketi_ready(&reason)) {
-      response.status = 503;
-      response.set_content(reason + "\n", "text/plain");
-      return;
-    }
-    response.set_content("ready\n", "text/plain");
-  });
-
-  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
-    // The queue's own counters, read per scrape rather than per publish.
-    metrics_.queue_depth = static_cast<int64_t>(queue_.pending_keys());
-    metrics_.coalesced = queue_.coalesced_count();
-    response.set_content(metrics_.render(version_), "text/plain; version=0.0.4");
-  });
-
   server_->Get("/snapshot", [this](const httplib::Request& request, httplib::Response& response) {
     SnapshotQuery query{request.get_param_value("channel"), request.get_param_value("since"),
                         request.get_param_value("socket_id"), request.get_param_value("auth"),
@@ -116,48 +78,19 @@ Status HttpServer::start() {
     if (response.status == 413) ++metrics_.webhooks_rejected_oversized;
   });
 
-  // The packaged cpp-httplib listens with a backlog of 5: in a burst of webhooks or snapshot
-  // requests the kernel drops the rest of the SYNs and each such client waits a second to
-  // retry. Keep the listening socket and raise its backlog once bound.
-  int listening = -1;
-  server_->set_socket_options([&listening](socket_t sock) {
-    httplib::default_socket_options(sock);
-    listening = sock;
-  });
-  if (!server_->bind_to_port(config_.http_bind.c_str(), config_.http_port)) {
-    return Status::error(fmt::format("cannot listen on {}:{} (from BRIDGE_HTTP_BIND and SOKETI_WEBHOOK_URL)",
-                                     config_.http_bind, config_.http_port));
+  if (auto s = listen_in_background(*server_, config_.http_bind, config_.http_port, "http",
+                                    "from BRIDGE_HTTP_BIND and SOKETI_WEBHOOK_URL", &thread_);
+      !s) {
+    return s;
   }
-  if (listening >= 0) ::listen(listening, kListenBacklog);
-  thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "http");
-    server_->listen_after_bind();
-  });
-  log::info("HTTP: webhooks on http://{}:{}{}, also /healthz /readyz /metrics", config_.http_bind,
-            config_.http_port, config_.webhook_path);
+  log::info("HTTP: webhooks on http://{}:{}{}, also /snapshot", config_.http_bind, config_.http_port,
+            config_.webhook_path);
   return Status::ok();
 }
 
 void HttpServer::stop() {
   if (server_) server_->stop();
   if (thread_.joinable()) thread_.join();
-}
-
-bool HttpServer::soketi_ready(std::string* reason) {
-  std::lock_guard lock(probe_mutex_);
-  auto now = std::chrono::steady_clock::now();
-  if (now - probed_at_ > kProbeReuse) {
-    Config probe_config = config_;
-    probe_config.http_timeout = kProbeTimeout;
-    SoketiClient client(probe_config);
-    std::vector<std::string> channels;
-    Status s = client.occupied_channels(&channels);
-    probe_ok_ = s.is_ok();
-    probe_reason_ = s.message();
-    probed_at_ = now;
-  }
-  if (!probe_ok_) *reason = probe_reason_;
-  return probe_ok_;
 }
 
 }  // namespace bridge

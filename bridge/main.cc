@@ -13,6 +13,7 @@
 #include "http_server.h"
 #include "log.h"
 #include "metrics.h"
+#include "ops_server.h"
 #include "pg_listener.h"
 #include "preflight.h"
 #include "secret_redactor.h"
@@ -109,11 +110,14 @@ int main(int argc, char** argv) {
   PgListener listener(config, queue, clock, stamps, metrics);
   Replayer replayer(config, queue, stamps, metrics);
   SnapshotService snapshots(config, stamps, metrics);
-  HttpServer http(config, metrics, queue, listener, replayer, snapshots, CACHE_BRIDGE_VERSION);
+  HttpServer http(config, metrics, replayer, snapshots);
+  OpsServer ops(config, metrics, queue, listener, CACHE_BRIDGE_VERSION);
 
-  if (auto s = http.start(); !s) {
-    log::error("{}", s.message());
-    return 1;
+  for (Status s : {http.start(), ops.start()}) {
+    if (!s) {
+      log::error("{}", s.message());
+      return 1;
+    }
   }
   stamps.start();
   publisher.start();
@@ -126,6 +130,7 @@ int main(int argc, char** argv) {
   // The 5 s start now, whatever the other modules take to stop.
   publisher.set_drain_deadline(std::chrono::seconds(5));
   http.stop();
+  ops.stop();
   // A last barrier while the queue still takes notifications: what came before it is what
   // the final cursor may pass (so a restart re-sends next to nothing).
   listener.finish_receiving(std::chrono::seconds(2));

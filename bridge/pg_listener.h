@@ -52,7 +52,7 @@ class PgListener {
   void save_final_cursor(bool all_published);
 
   // Connected, LISTENing, and the connection answered within the last 15 s.
-  bool ready(std::string* reason) const;
+  bool ready(std::string* reason) const;  // thread-safe
 
  private:
   // A snapshot's xmin that becomes the cursor once everything received before

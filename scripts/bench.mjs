@@ -344,7 +344,7 @@ class Bench {
   async bridgeMetrics() {
     if (this.systemName !== 'bridge' || !this.system?.running()) return null;
     try {
-      const text = (await http(`http://127.0.0.1:${this.bridgePort}/metrics`, { timeoutMs: 3000 })).text;
+      const text = (await http(`${this.system.opsUrl}/metrics`, { timeoutMs: 3000 })).text;
       const out = {};
       for (const line of text.split('\n')) {
         const m = line.match(/^cache_bridge_([a-z_]+)(\{[^}]*\})?\s+([0-9.e+-]+)$/);

@@ -223,9 +223,9 @@ async function snapshotPart(h, opts) {
     const concurrent = await snapshotLoad(h, url, { total: opts.requests, clients: CONCURRENT_CLIENTS, pids });
     const query = await explainSnapshotQuery(stack.pg, KEYS);
     const metrics = {
-      stampsWritten: await bridgeMetric(h.http, stack.baseUrl, 'cache_bridge_stamps_written_total'),
-      served: await bridgeMetric(h.http, stack.baseUrl, 'cache_bridge_snapshots_served_total'),
-      refused: await bridgeMetric(h.http, stack.baseUrl, 'cache_bridge_snapshots_refused_total'),
+      stampsWritten: await bridgeMetric(h.http, stack.opsUrl, 'cache_bridge_stamps_written_total'),
+      served: await bridgeMetric(h.http, stack.opsUrl, 'cache_bridge_snapshots_served_total'),
+      refused: await bridgeMetric(h.http, stack.opsUrl, 'cache_bridge_snapshots_refused_total'),
     };
     return { stampLagMs, sequential, concurrent, query, metrics };
   } finally {

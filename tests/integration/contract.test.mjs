@@ -107,7 +107,7 @@ describe('contract: timestamps after the commit, every subscriber served', () =>
     const forged = await sub.waitFor((e) => sub.events.indexOf(e) >= since && isLiveInvalidation('forged:1')(e), 10000);
     assert.ok(forged.data.invalidatedAt < Date.now() + 5000, `stamped at receipt, not ${farFuture}: ${forged.data.invalidatedAt}`);
     await bridge.waitForLine(/claims invalidated_at 99999999999999, later than its receipt/, 5000);
-    const metrics = await http(`${stack.baseUrl}/metrics`);
+    const metrics = await http(`${stack.opsUrl}/metrics`);
     assert.match(metrics.text, /^cache_bridge_payload_timestamps_clamped_total 1$/m);
 
     await db.query(`SELECT pg_notify('cache_invalidation', '{"cache_key":"forged:1"}')`);

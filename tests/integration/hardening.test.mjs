@@ -30,7 +30,7 @@ describe('hardening: secrets and replayed webhooks', () => {
 
   /** Until the bridge is connected and has caught up (readyz would also want Soketi). */
   async function listening() {
-    await waitUntil(async () => /^cache_bridge_pg_listen_connected 1$/m.test((await http(`${stack.baseUrl}/metrics`)).text),
+    await waitUntil(async () => /^cache_bridge_pg_listen_connected 1$/m.test((await http(`${stack.opsUrl}/metrics`)).text),
       10000, { message: 'the bridge connected and caught up' });
   }
 
@@ -69,7 +69,7 @@ describe('hardening: secrets and replayed webhooks', () => {
     assert.equal(ahead.status, 400, ahead.text);
     await sleep(1000);
     assert.deepEqual(sub.events.slice(since), [], 'a refused webhook replays nothing');
-    const metrics = await http(`${stack.baseUrl}/metrics`);
+    const metrics = await http(`${stack.opsUrl}/metrics`);
     assert.match(metrics.text, /^cache_bridge_webhooks_rejected_total\{reason="stale"\} 2$/m);
 
     const fresh = await post(Date.now());
@@ -107,7 +107,7 @@ describe('hardening: secrets and replayed webhooks', () => {
   });
 
   test('1,000 signed webhooks within a second: no query for channels the bridge cannot publish to, replays bounded per second', async (t) => {
-    const metric = async (name) => Number((await http(`${stack.baseUrl}/metrics`)).text.match(new RegExp(`^cache_bridge_${name} (\\d+)$`, 'm'))?.[1]);
+    const metric = async (name) => Number((await http(`${stack.opsUrl}/metrics`)).text.match(new RegExp(`^cache_bridge_${name} (\\d+)$`, 'm'))?.[1]);
     const flood = async (channelOf) => {
       const t0 = Date.now();
       for (let i = 0; i < 1000; i += 25) {
@@ -212,7 +212,7 @@ describe('hardening: secrets and replayed webhooks', () => {
     await listening();
     await db.query('INSERT INTO h VALUES (5000)');
     await bridge.waitForLine(/Soketi rejected the app's credentials \(HTTP 401\).*nothing is dropped/, 15000);
-    const ready = await http(`${stack.baseUrl}/readyz`);
+    const ready = await http(`${stack.opsUrl}/readyz`);
     assert.equal(ready.status, 503);
     assert.match(ready.text, /credentials/);
     const stamp = await db.stamp('h:5000', { bridge: 'rotated' });

@@ -523,9 +523,11 @@ export async function startSoketi({ appId = 'app-id', key = 'app-key', secret = 
  * Spawns the bridge with `--env-file <temp file>` written from `env` (or the given `envFile`),
  * in a temp working directory, with the inherited environment stripped of config keys plus
  * `processEnv` (real environment variables, which override the file).
- * ready: 'readyz' waits for GET /readyz 200, 'healthz' for GET /healthz 200 (both on the port of
- *   env.SOKETI_WEBHOOK_URL), a RegExp waits for a matching log line, false does not wait.
- * Returns the captured process handle plus {exited (resolves to the exit code), stop(), baseUrl}.
+ * ready: 'readyz' waits for GET /readyz 200, 'healthz' for GET /healthz 200 (both on the
+ *   operators' port, BRIDGE_OPS_LISTEN: a free one unless given), a RegExp waits for a matching
+ *   log line, false does not wait.
+ * Returns the captured process handle plus {exited (resolves to the exit code), stop(),
+ *   baseUrl (the webhook and /snapshot server), opsUrl (/healthz, /readyz, /metrics)}.
  */
 export async function startBridge({ env = {}, envFile, processEnv = {}, args = [], ready = 'readyz',
   readyTimeoutMs = 20000, bin = BRIDGE_BIN, name = 'cache-bridge' } = {}) {
@@ -534,12 +536,18 @@ export async function startBridge({ env = {}, envFile, processEnv = {}, args = [
   }
   const dir = tempDir('cache-bridge-run-');
   envFile ??= writeEnvFile(path.join(dir, 'bridge.env'), env);
+  // The operators' server (probes, metrics) gets a port of its own, so that bridges of
+  // parallel tests never collide on the default.
+  const opsListen = processEnv.BRIDGE_OPS_LISTEN ?? env.BRIDGE_OPS_LISTEN ?? `127.0.0.1:${await freePort()}`;
+  processEnv = { BRIDGE_OPS_LISTEN: opsListen, ...processEnv };
   const proc = spawnCaptured(bin, ['--env-file', envFile, ...args], { name, env: cleanEnv(processEnv), cwd: dir });
   const webhookUrl = processEnv.SOKETI_WEBHOOK_URL ?? env.SOKETI_WEBHOOK_URL;
   const baseUrl = webhookUrl ? new URL(webhookUrl).origin : undefined;
+  const opsUrl = `http://${opsListen}`;
   const exitedFull = proc.exited;
   const bridge = Object.assign(proc, {
     baseUrl,
+    opsUrl,
     envFile,
     exited: exitedFull.then((r) => r.code),
     exitedFull,
@@ -552,10 +560,9 @@ export async function startBridge({ env = {}, envFile, processEnv = {}, args = [
   };
   try {
     if (ready === 'readyz' || ready === 'healthz') {
-      if (!baseUrl) throw new Error(`startBridge: ready='${ready}' needs SOKETI_WEBHOOK_URL in env`);
       await waitUntil(async () => {
         if (!bridge.running()) throw new Error('bridge exited');
-        return (await http(`${baseUrl}/${ready}`, { timeoutMs: 1000 })).status === 200;
+        return (await http(`${opsUrl}/${ready}`, { timeoutMs: 1000 })).status === 200;
       }, readyTimeoutMs, { intervalMs: 100, message: `bridge GET /${ready} 200` });
     } else if (ready instanceof RegExp) {
       await bridge.waitForLine(ready, readyTimeoutMs);
@@ -706,6 +713,7 @@ export const WARN_OR_ERROR = /^\S+\s+(warn|warning|error|fatal)\b/i;
  */
 export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {} } = {}) {
   const bridgePort = await freePort();
+  const opsPort = await freePort();
   const webhookPath = '/soketi/webhook';
   const webhookUrl = `http://127.0.0.1:${bridgePort}${webhookPath}`;
   const db = await startPostgres(pgOptions);
@@ -726,6 +734,8 @@ export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {
     webhookUrl,
     webhookPath,
     baseUrl: `http://127.0.0.1:${bridgePort}`,
+    /** The operators' server of the stack's bridges: /healthz, /readyz, /metrics. */
+    opsUrl: `http://127.0.0.1:${opsPort}`,
     bridgeEnv(overrides = {}) {
       return {
         DATABASE_URL: db.url,
@@ -736,6 +746,7 @@ export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {
         SOKETI_PORT: stack.soketi.port,
         SOKETI_WEBHOOK_URL: webhookUrl,
         BRIDGE_HTTP_BIND: '127.0.0.1',
+        BRIDGE_OPS_LISTEN: `127.0.0.1:${opsPort}`,
         BRIDGE_LOG_FORMAT: 'text',
         ...overrides,
       };

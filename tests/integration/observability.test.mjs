@@ -1,13 +1,15 @@
-// Observability (issue 4): /healthz, /readyz, /metrics on the webhook port, and `--check`.
+// Observability (issue 4): /healthz, /readyz, /metrics on the operators' port (apart from the
+// webhook's), and `--check`.
 //
 // Run: node --test --test-concurrency=1 tests/integration/observability.test.mjs
 // (the whole suite: node --test --test-concurrency=1 tests/integration/)
 // Needs build/bridge/cache-bridge (or CACHE_BRIDGE_BIN) and scripts/install-deps.
 
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
-import { freePort, http, runBridge, startStack, waitUntil } from './harness.mjs';
+import { freePort, http, runBridge, signWebhook, sleep, startStack, waitUntil } from './harness.mjs';
 
 const SECRET = 'it-obs-secret-93b0';
 
@@ -38,18 +40,48 @@ describe('observability: health, readiness, metrics and --check', () => {
 
   test('GET /healthz answers 200', async () => {
     const bridge = await stack.useBridge({}, { ready: 'healthz' });
-    const r = await http(`${bridge.baseUrl}/healthz`);
+    const r = await http(`${bridge.opsUrl}/healthz`);
     assert.equal(r.status, 200);
+  });
+
+  test('each audience its own door: probes and metrics only on the operators\' port, webhooks and snapshots only on the public one', async () => {
+    const bridge = await stack.useBridge({}, { ready: 'readyz' });
+    for (const path of ['/healthz', '/readyz', '/metrics']) {
+      assert.equal((await http(`${bridge.opsUrl}${path}`)).status, 200, `ops ${path}`);
+      assert.equal((await http(`${bridge.baseUrl}${path}`)).status, 404, `public ${path}`);
+    }
+    assert.equal((await http(`${bridge.baseUrl}/snapshot?channel=invalidations`)).status, 200);
+    assert.equal((await http(`${bridge.opsUrl}/snapshot?channel=invalidations`)).status, 404);
+    assert.equal((await http(`${bridge.opsUrl}${stack.webhookPath}`, { method: 'POST', body: '{}' })).status, 404);
+  });
+
+  test('slow probe clients cannot hold up webhooks: ten stalled connections to the operators\' port, a webhook still answers at once', async (t) => {
+    const bridge = await stack.useBridge({}, { ready: 'readyz' });
+    const { port } = new URL(bridge.opsUrl);
+    const stalled = await Promise.all(Array.from({ length: 10 }, () => new Promise((resolve, reject) => {
+      const socket = net.connect(Number(port), '127.0.0.1', () => { socket.write('GET /readyz HTTP/1.1\r\n'); resolve(socket); });
+      socket.on('error', reject);
+    })));
+    t.after(() => stalled.forEach((s) => s.destroy()));
+    await sleep(200);
+    const body = JSON.stringify({ time_ms: Date.now(), events: [{ name: 'channel_occupied', channel: 'invalidations' }] });
+    const t0 = Date.now();
+    const hook = await http(stack.webhookUrl, { method: 'POST', body, headers: {
+      'Content-Type': 'application/json', 'X-Pusher-Key': stack.soketi.key, 'X-Pusher-Signature': signWebhook(body, SECRET) } });
+    const ms = Date.now() - t0;
+    assert.equal(hook.status, 200);
+    // Sharing workers with the stalled connections, it would wait for their 5 s read timeout.
+    assert.ok(ms < 1000, `the webhook took ${ms} ms`);
   });
 
   test('GET /readyz: 200 with PostgreSQL and Soketi up, 503 with a one-line reason while Soketi is down', async () => {
     const bridge = await stack.useBridge();
-    assert.equal((await http(`${bridge.baseUrl}/readyz`)).status, 200);
+    assert.equal((await http(`${bridge.opsUrl}/readyz`)).status, 200);
     await stack.soketi.stop();
     let down;
     try {
       down = await waitUntil(async () => {
-        const r = await http(`${bridge.baseUrl}/readyz`);
+        const r = await http(`${bridge.opsUrl}/readyz`);
         return r.status === 503 && r;
       }, 20000, { intervalMs: 200, message: 'readyz 503 with Soketi stopped' });
     } finally {
@@ -60,7 +92,7 @@ describe('observability: health, readiness, metrics and --check', () => {
     assert.ok(!reason.includes('\n'), `one line: ${JSON.stringify(down.text)}`);
     assert.match(reason, /soketi/i, 'the reason names Soketi');
     assert.ok(!down.text.includes(SECRET));
-    await waitUntil(async () => (await http(`${bridge.baseUrl}/readyz`)).status === 200, 30000,
+    await waitUntil(async () => (await http(`${bridge.opsUrl}/readyz`)).status === 200, 30000,
       { intervalMs: 200, message: 'readyz 200 again after Soketi came back' });
     assert.ok(bridge.running());
   });
@@ -68,7 +100,7 @@ describe('observability: health, readiness, metrics and --check', () => {
   test('GET /metrics counts notifications received and events published', async () => {
     const bridge = await stack.useBridge();
     const scrape = async () => {
-      const r = await http(`${bridge.baseUrl}/metrics`);
+      const r = await http(`${bridge.opsUrl}/metrics`);
       assert.equal(r.status, 200);
       return r.text;
     };

@@ -1,0 +1,61 @@
+// OpsServer: what operators reach, apart from what Soketi and browsers reach (HttpServer), on
+// BRIDGE_OPS_LISTEN (127.0.0.1:3002 by default; never exposed by the deploy files).
+//   GET /healthz   the process is alive.
+//   GET /readyz    LISTEN connection up and recently verified, Soketi accepts our credentials.
+//   GET /metrics   Prometheus text format.
+// Probes are cheap: Soketi is probed every 2 s by a thread of this server's own, and /readyz
+// only reads the last result, so no prober can slow anything down or reach Soketi through it.
+#pragma once
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "coalescing_queue.h"
+#include "config.h"
+#include "metrics.h"
+#include "pg_listener.h"
+#include "status.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace bridge {
+
+class OpsServer {
+ public:
+  OpsServer(const Config& config, Metrics& metrics, const CoalescingQueue& queue,
+            const PgListener& listener, std::string version);
+  ~OpsServer();  // stops and joins
+  OpsServer(const OpsServer&) = delete;
+  OpsServer& operator=(const OpsServer&) = delete;
+
+  [[nodiscard]] Status start();
+  void stop();
+
+ private:
+  void probe_soketi_until_stopped();
+  bool soketi_ready(std::string* reason);
+
+  const Config& config_;
+  Metrics& metrics_;
+  const CoalescingQueue& queue_;
+  const PgListener& listener_;
+  const std::string version_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  std::thread prober_;
+
+  std::mutex probe_mutex_;
+  std::condition_variable stop_probing_;
+  // State below is protected by probe_mutex_.
+  bool probed_ = false;  // a first result exists
+  bool probe_ok_ = false;
+  std::string probe_reason_;
+  bool stopping_ = false;
+};
+
+}  // namespace bridge
