@@ -84,6 +84,11 @@ std::string Metrics::render(const std::string& version) const {
           snapshots_refused);
   gauge("queue_depth", "Distinct keys waiting to be published.", queue_depth);
   gauge("pg_listen_connected", "1 while the LISTEN connection is up.", listen_connected);
+  out += fmt::format("# HELP cache_bridge_pg_notification_queue_usage PostgreSQL's notification queue, "
+                     "fraction used (COMMITs that NOTIFY fail at 1).\n"
+                     "# TYPE cache_bridge_pg_notification_queue_usage gauge\n"
+                     "cache_bridge_pg_notification_queue_usage {}\n",
+                     static_cast<double>(notify_queue_usage_ppm.load()) / 1e6);
   out += publish_lag.render("cache_bridge_commit_to_publish_seconds");
   return out;
 }

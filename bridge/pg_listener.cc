@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <random>
 
 #include "channel_name.h"
@@ -27,6 +28,8 @@ constexpr milliseconds kCheckpointInterval{1000};
 constexpr milliseconds kVerifyInterval{5000};
 constexpr milliseconds kReadyWindow{15000};
 constexpr int kReceiveBufferBytes = 256 * 1024;
+// Past this, /readyz says so: the queue is 8 GB, so something has been stuck for a long time.
+constexpr double kNotifyQueueAlert = 0.5;
 
 }  // namespace
 
@@ -81,6 +84,11 @@ bool PgListener::ready(std::string* reason) const {
   }
   if (steady_ms() - last_verified_ms_ > kReadyWindow.count()) {
     *reason = "PostgreSQL LISTEN connection has not answered for 15 s";
+    return false;
+  }
+  if (double usage = notify_queue_usage_; usage > kNotifyQueueAlert) {
+    *reason = fmt::format("PostgreSQL's notification queue is {:.0f}% full (writers' COMMITs fail at 100%)",
+                          usage * 100);
     return false;
   }
   return true;
@@ -214,8 +222,12 @@ Status PgListener::receive_until_broken() {
       next_checkpoint = now + kCheckpointInterval;
     }
     if (now >= next_verify) {
-      // Detects a half-open connection that poll() alone would not notice.
-      if (auto s = pg_exec(conn_.get(), "SELECT 1"); !s) return s;
+      // Detects a half-open connection that poll() alone would not notice, and reads how full
+      // PostgreSQL's notification queue is: once full, every NOTIFYing COMMIT fails.
+      PgResultPtr usage;
+      if (auto s = pg_exec(conn_.get(), "SELECT pg_notification_queue_usage()", &usage); !s) return s;
+      notify_queue_usage_ = std::strtod(PQgetvalue(usage.get(), 0, 0), nullptr);
+      metrics_.notify_queue_usage_ppm = static_cast<int64_t>(notify_queue_usage_ * 1e6);
       last_verified_ms_ = steady_ms();
       next_verify = now + kVerifyInterval;
     }

@@ -239,8 +239,10 @@ describe('contract: timestamps after the commit, every subscriber served', () =>
     await a.waitFor(isInvalidation('posts:1'), 10000);
     await b.waitFor(isInvalidation('posts-1'), 10000);
     await sleep(300);
-    assert.deepEqual(a.events.map((e) => e.data.cacheKey), ['posts:1']);
-    assert.deepEqual(b.events.map((e) => e.data.cacheKey), ['posts-1']);
+    // (A replay of the same stamp may follow the live event: the subscription's webhook races
+    // the NOTIFY. What must never happen is one key's event on the other's channel.)
+    assert.deepEqual([...new Set(a.events.map((e) => e.data.cacheKey))], ['posts:1']);
+    assert.deepEqual([...new Set(b.events.map((e) => e.data.cacheKey))], ['posts-1']);
   });
 
   test('a changed BRIDGE_CHANNEL routes the stored stamps anew; a new bridge name starts from the store', async () => {
