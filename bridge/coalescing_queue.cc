@@ -15,8 +15,9 @@ std::string key_of(const std::string& channel, const std::string& cache_key) {
 
 }  // namespace
 
-CoalescingQueue::CoalescingQueue(std::chrono::milliseconds window, size_t max_keys)
-    : window_(window), max_keys_(max_keys) {}
+CoalescingQueue::CoalescingQueue(std::chrono::milliseconds window, size_t max_keys,
+                                 QueueClock& clock)
+    : window_(window), max_keys_(max_keys), clock_(clock) {}
 
 bool CoalescingQueue::push(const std::string& channel, Invalidation invalidation) {
   std::string key = key_of(channel, invalidation.cache_key);
@@ -30,9 +31,11 @@ bool CoalescingQueue::push(const std::string& channel, Invalidation invalidation
   };
   auto has_room = [&] { return closed_ || pending_ + in_flight_ < max_keys_ || merges(); };
   while (!has_room()) {
-    forget_expired(Clock::now());
+    forget_expired(clock_.now());
     if (has_room()) break;
-    room_.wait_for(lock, std::chrono::milliseconds(50));
+    // Room can come unsignalled (another push makes this key pending, so this one merges):
+    // look again every 50 ms.
+    clock_.wait_until(room_, lock, clock_.now() + std::chrono::milliseconds(50));
   }
   if (closed_) return false;
 
@@ -47,7 +50,7 @@ bool CoalescingQueue::push(const std::string& channel, Invalidation invalidation
   state.pending_sequence = sequence;
   unpublished_.insert(sequence);
   ++pending_;
-  if (Clock::now() < state.window_end) {
+  if (clock_.now() < state.window_end) {
     trailing_.emplace(state.window_end, key);
     ready_or_timer_.notify_one();  // a waiting take() may need an earlier wake-up
   } else if (state.in_flight == 0) {
@@ -61,7 +64,7 @@ void CoalescingQueue::make_ready(const std::string& key, KeyState& state) {
   // waits: sent side by side, a retried older event could land after it.
   if (state.ready || state.in_flight > 0) return;
   state.ready = true;
-  if (ready_.empty()) ready_since_ = Clock::now();
+  if (ready_.empty()) ready_since_ = clock_.now();
   ready_.push_back(key);
   ready_or_timer_.notify_one();
 }
@@ -99,21 +102,21 @@ std::vector<QueuedInvalidation> CoalescingQueue::take(size_t max_items, Clock::t
   std::vector<QueuedInvalidation> taken;
   std::unique_lock lock(mutex_);
   while (true) {
-    auto now = Clock::now();
+    auto now = clock_.now();
     fire_due_timers(now);
     if (!ready_.empty()) {
       auto full_at = ready_since_ + linger;
       if (ready_.size() >= max_items || closed_ || now >= full_at) break;
-      ready_or_timer_.wait_until(lock, full_at);
+      clock_.wait_until(ready_or_timer_, lock, full_at);
       continue;
     }
     if (closed_ || now >= deadline) return taken;
     auto wake = deadline;
     if (!trailing_.empty() && trailing_.top().first < wake) wake = trailing_.top().first;
-    ready_or_timer_.wait_until(lock, wake);
+    clock_.wait_until(ready_or_timer_, lock, wake);
   }
 
-  auto now = Clock::now();
+  auto now = clock_.now();
   while (!ready_.empty() && taken.size() < max_items) {
     std::string key = std::move(ready_.front());
     ready_.pop_front();
@@ -137,7 +140,7 @@ std::vector<QueuedInvalidation> CoalescingQueue::take(size_t max_items, Clock::t
 
 void CoalescingQueue::done(const std::vector<QueuedInvalidation>& items) {
   std::lock_guard lock(mutex_);
-  auto now = Clock::now();
+  auto now = clock_.now();
   room_.notify_all();
   for (const auto& item : items) {
     unpublished_.erase(unpublished_.find(item.sequence));

@@ -16,6 +16,9 @@
 // Every push gets a sequence number. low_watermark() is the smallest sequence not yet
 // published (or next_sequence() when all are), so the listener knows what is safely out.
 //
+// Time comes from an injected QueueClock (by default the steady clock), so tests run the
+// windows, lingers and deadlines by hand.
+//
 // Thread-safe: every member function may be called from any thread.
 #pragma once
 
@@ -32,6 +35,7 @@
 #include <vector>
 
 #include "invalidation.h"
+#include "queue_clock.h"
 
 namespace bridge {
 
@@ -43,9 +47,13 @@ struct QueuedInvalidation {
 
 class CoalescingQueue {
  public:
+  // The type of the queue's time points; the time itself is read from the injected clock, so
+  // take()'s deadline is that clock's now() plus a duration.
   using Clock = std::chrono::steady_clock;
 
-  CoalescingQueue(std::chrono::milliseconds window, size_t max_keys);
+  // `clock` is not owned and must outlive the queue.
+  CoalescingQueue(std::chrono::milliseconds window, size_t max_keys,
+                  QueueClock& clock = QueueClock::steady());
   CoalescingQueue(const CoalescingQueue&) = delete;
   CoalescingQueue& operator=(const CoalescingQueue&) = delete;
 
@@ -89,6 +97,7 @@ class CoalescingQueue {
 
   const std::chrono::milliseconds window_;
   const size_t max_keys_;
+  QueueClock& clock_;  // reads the time and does every wait
 
   mutable std::mutex mutex_;
   std::condition_variable ready_or_timer_;  // signalled when ready_ grows or on close
