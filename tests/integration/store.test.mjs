@@ -171,19 +171,19 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
 
   test("two changes in one millisecond, and a replay merged with them: distinct seq in commit order, the later row wins", async (t) => {
     // The collision is forced: a frozen clock stamps every change with one invalidatedAt (a
-    // minute ahead, as a bridge clock that runs ahead would).
-    // Also a client subscribing right after a write: its channel_occupied replay reads the
-    // stamps while the second write waits in the coalescing window (the first just went out).
-    // Whatever is published live must still say what changed, and seq must order the two.
+    // minute ahead, as a bridge clock that runs ahead would). No coalescing window, so each
+    // update is its own event: the second waits while the first is in flight (one publish per
+    // key at a time). A replay requested meanwhile reads the stamps and merges with what is
+    // pending. Whatever is published live must still say what changed, and seq must order them.
     const frozenAt = Date.now() + 60000;
-    await stack.useBridge({ BRIDGE_COALESCE_MS: 500, BRIDGE_TEST_FROZEN_CLOCK_MS: frozenAt, BRIDGE_CURSOR_NAME: 'frozen' });
+    await stack.useBridge({ BRIDGE_COALESCE_MS: 0, BRIDGE_TEST_FROZEN_CLOCK_MS: frozenAt, BRIDGE_CURSOR_NAME: 'frozen' });
     await db.query(`INSERT INTO r VALUES (30, 'a')`);
     const sub = await subscribe(t, 'invalidations');
     await sub.waitFor(isInvalidation('r:30'), 10000);
     await sleep(1000);
     const since = sub.events.length;
-    await db.query(`UPDATE r SET v = 'x' WHERE id = 30`); // published at once, opens the window
-    await db.query(`UPDATE r SET v = 'b' WHERE id = 30`); // waits for the window's end
+    await db.query(`UPDATE r SET v = 'x' WHERE id = 30`);
+    await db.query(`UPDATE r SET v = 'b' WHERE id = 30`);
     const body = JSON.stringify({ time_ms: Date.now(), events: [{ name: 'channel_occupied', channel: 'invalidations' }] });
     const hook = await http(stack.webhookUrl, {
       method: 'POST', body,
