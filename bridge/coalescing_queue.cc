@@ -19,32 +19,49 @@ CoalescingQueue::CoalescingQueue(std::chrono::milliseconds window, size_t max_ke
                                  QueueClock& clock)
     : window_(window), max_keys_(max_keys), clock_(clock) {}
 
+bool CoalescingQueue::has_room(const std::string& key) const {
+  // Only entries that carry an invalidation count: a quiet key remembered for its window
+  // holds no payload, and counting it would cap throughput at max_keys per window.
+  if (closed_ || pending_ + in_flight_ < max_keys_) return true;
+  auto it = keys_.find(key);
+  return it != keys_.end() && it->second.pending != nullptr;  // merges
+}
+
 bool CoalescingQueue::push(const std::string& channel, Invalidation invalidation) {
   std::string key = key_of(channel, invalidation.cache_key);
 
   std::unique_lock lock(mutex_);
-  // Only entries that carry an invalidation count: a quiet key remembered for its window
-  // holds no payload, and counting it would cap throughput at max_keys per window.
-  auto merges = [&] {
-    auto it = keys_.find(key);
-    return it != keys_.end() && it->second.pending != nullptr;
-  };
-  auto has_room = [&] { return closed_ || pending_ + in_flight_ < max_keys_ || merges(); };
-  while (!has_room()) {
+  while (!has_room(key)) {
     forget_expired(clock_.now());
-    if (has_room()) break;
+    if (has_room(key)) break;
     // Room can come unsignalled (another push makes this key pending, so this one merges):
     // look again every 50 ms.
     clock_.wait_until(room_, lock, clock_.now() + std::chrono::milliseconds(50));
   }
   if (closed_) return false;
+  insert(std::move(key), std::move(invalidation));
+  return true;
+}
 
+bool CoalescingQueue::try_push(const std::string& channel, Invalidation& invalidation) {
+  std::string key = key_of(channel, invalidation.cache_key);
+  std::lock_guard lock(mutex_);
+  if (!has_room(key)) {
+    forget_expired(clock_.now());
+    if (!has_room(key)) return false;
+  }
+  if (closed_) return false;
+  insert(std::move(key), std::move(invalidation));
+  return true;
+}
+
+void CoalescingQueue::insert(std::string key, Invalidation invalidation) {
   uint64_t sequence = next_sequence_++;
   KeyState& state = keys_[key];
   if (state.pending) {
     *state.pending = newest_of(std::move(*state.pending), std::move(invalidation));
     ++coalesced_;
-    return true;  // already ready or waiting for its window
+    return;  // already ready or waiting for its window
   }
   state.pending = std::make_unique<Invalidation>(std::move(invalidation));
   state.pending_sequence = sequence;
@@ -56,7 +73,6 @@ bool CoalescingQueue::push(const std::string& channel, Invalidation invalidation
   } else if (state.in_flight == 0) {
     make_ready(key, state);
   }  // else done() makes it ready: one publish per key at a time
-  return true;
 }
 
 void CoalescingQueue::make_ready(const std::string& key, KeyState& state) {

@@ -59,6 +59,10 @@ class CoalescingQueue {
 
   // Returns false when the queue is closed. Blocks while max_keys keys are tracked.
   bool push(const std::string& channel, Invalidation invalidation);
+  // The same without waiting: false (and `invalidation` untouched) when the cap is reached
+  // or the queue is closed.
+  bool try_push(const std::string& channel, Invalidation& invalidation);
+  size_t max_keys() const { return max_keys_; }
 
   // Waits until entries are ready (or `deadline` passes, or close()), then takes up to
   // max_items of them. With a `linger`, a partial batch waits up to that long after its first
@@ -90,6 +94,8 @@ class CoalescingQueue {
     int in_flight = 0;               // taken, not yet done()
   };
 
+  bool has_room(const std::string& key) const;                 // REQUIRES: mutex_ held
+  void insert(std::string key, Invalidation invalidation);   // REQUIRES: mutex_ held, room
   void fire_due_timers(Clock::time_point now);  // REQUIRES: mutex_ held
   void make_ready(const std::string& key, KeyState& state);  // REQUIRES: mutex_ held
   void forget_if_quiet(const std::string& key, Clock::time_point now);  // REQUIRES: mutex_ held

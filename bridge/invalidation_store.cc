@@ -73,32 +73,33 @@ Status check_installed(PGconn* conn, bool* installed) {
   return Status::ok();
 }
 
-Status load_cursor(PGconn* conn, const std::string& name, std::string* resume_xid) {
+Status load_cursor(PGconn* conn, const std::string& name, Cursor* cursor) {
   PgResultPtr result;
   if (auto s = pg_exec_params(conn,
-                              "INSERT INTO cache_bridge_cursor (name, resume_xid) "
-                              "VALUES ($1, pg_snapshot_xmin(pg_current_snapshot())) "
+                              "INSERT INTO cache_bridge_cursor (name, resume_xid, resume_seq) "
+                              "VALUES ($1, pg_snapshot_xmin(pg_current_snapshot()), "
+                              "(SELECT coalesce(max(seq), 0) FROM cache_bridge_stamp WHERE bridge_name = $1)) "
                               "ON CONFLICT (name) DO NOTHING",
                               {name});
       !s) {
     return s;
   }
-  if (auto s = pg_exec_params(conn, "SELECT resume_xid::text FROM cache_bridge_cursor WHERE name = $1",
+  if (auto s = pg_exec_params(conn, "SELECT resume_xid::text, resume_seq FROM cache_bridge_cursor WHERE name = $1",
                               {name}, &result);
       !s) {
     return s;
   }
   if (PQntuples(result.get()) != 1) return Status::error("cursor row vanished");
-  *resume_xid = PQgetvalue(result.get(), 0, 0);
+  cursor->resume_xid = PQgetvalue(result.get(), 0, 0);
+  cursor->resume_seq = std::strtoll(PQgetvalue(result.get(), 0, 1), nullptr, 10);
   return Status::ok();
 }
 
-Status save_cursor(PGconn* conn, const std::string& name, const std::string& resume_xid) {
-  // greatest(): the cursor only moves forward, even if two bridges share a name.
+Status save_cursor(PGconn* conn, const std::string& name, const Cursor& cursor) {
   return pg_exec_params(conn,
                         "UPDATE cache_bridge_cursor SET resume_xid = greatest(resume_xid, $2::xid8), "
-                        "updated_at = now() WHERE name = $1",
-                        {name, resume_xid});
+                        "resume_seq = greatest(resume_seq, $3::bigint), updated_at = now() WHERE name = $1",
+                        {name, cursor.resume_xid, std::to_string(cursor.resume_seq)});
 }
 
 Status current_xmin(PGconn* conn, std::string* xmin) {
@@ -165,6 +166,27 @@ Status write_stamps(PGconn* conn, const std::string& bridge_name, std::span<cons
       "WHERE s.seq < excluded.seq",
       {bridge_name, text_array(rows, &StampRow::cache_key), text_array(rows, &StampRow::channel),
        text_array(rows, &StampRow::table), seqs});
+}
+
+Status read_stamps_between(PGconn* conn, const std::string& bridge_name, int64_t from_seq,
+                           int64_t to_seq, int limit, std::vector<StampRow>* rows) {
+  PgResultPtr result;
+  if (auto s = pg_exec_params(conn,
+                              "SELECT cache_key, channel, table_name, seq FROM cache_bridge_stamp "
+                              "WHERE bridge_name = $1 AND seq BETWEEN $2::bigint AND $3::bigint "
+                              "ORDER BY seq LIMIT $4::int",
+                              {bridge_name, std::to_string(from_seq), std::to_string(to_seq),
+                               std::to_string(limit)},
+                              &result);
+      !s) {
+    return s;
+  }
+  rows->clear();
+  for (int i = 0; i < PQntuples(result.get()); ++i) {
+    rows->push_back({PQgetvalue(result.get(), i, 0), PQgetvalue(result.get(), i, 1),
+                     PQgetvalue(result.get(), i, 2), std::strtoll(PQgetvalue(result.get(), i, 3), nullptr, 10)});
+  }
+  return Status::ok();
 }
 
 Status reroute_stamps(PGconn* conn, const std::string& bridge_name, std::span<const StampRow> rows) {

@@ -18,10 +18,16 @@ namespace bridge::store {
 // Whether sql/cache_invalidation.sql is installed in the connected database.
 Status check_installed(PGconn* conn, bool* installed);
 
-// The cursor named `name`: rows written by transactions with an id >= *resume_xid may not
-// have been published. A new cursor starts at the current snapshot (nothing older replays).
-Status load_cursor(PGconn* conn, const std::string& name, std::string* resume_xid);
-Status save_cursor(PGconn* conn, const std::string& name, const std::string& resume_xid);
+// The cursor named `name`: rows written by transactions with an id >= resume_xid, and stamps
+// with a seq > resume_seq, may not have been published. A new cursor starts at the current
+// snapshot (nothing older replays) and the newest stamp.
+struct Cursor {
+  std::string resume_xid;
+  int64_t resume_seq = 0;
+};
+Status load_cursor(PGconn* conn, const std::string& name, Cursor* cursor);
+// Both only move forward, even if two bridges share a name.
+Status save_cursor(PGconn* conn, const std::string& name, const Cursor& cursor);
 
 // The oldest transaction id still running (pg_snapshot_xmin of the current snapshot):
 // every transaction that commits from now on has an id >= this.
@@ -49,6 +55,11 @@ Status max_stamp_seq(PGconn* conn, const std::string& bridge_name, int64_t* seq)
 
 // Upserts the rows in one statement; a row never replaces one with a larger seq.
 Status write_stamps(PGconn* conn, const std::string& bridge_name, std::span<const StampRow> rows);
+
+// The stamps with from_seq <= seq <= to_seq, oldest first, at most `limit`: what the bridge
+// held back. Invalidations come with seq, invalidated_at_ms and table set.
+Status read_stamps_between(PGconn* conn, const std::string& bridge_name, int64_t from_seq,
+                           int64_t to_seq, int limit, std::vector<StampRow>* rows);
 
 // Sets the channel of each row's stamp (seq untouched), for a changed BRIDGE_CHANNEL.
 Status reroute_stamps(PGconn* conn, const std::string& bridge_name, std::span<const StampRow> rows);

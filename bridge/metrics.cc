@@ -50,6 +50,9 @@ std::string Metrics::render(const std::string& version) const {
                        channel, count.load());
   }
   counter("notifications_invalid_total", "Notifications skipped as malformed.", notifications_invalid);
+  counter("notifications_held_back_total",
+          "Changes held back in the store while the queue was full, published from there later.",
+          notifications_held_back);
   counter("events_published_total", "Events Soketi accepted.", events_published);
   counter("batches_published_total", "HTTP requests Soketi accepted.", batches_published);
   out += "# HELP cache_bridge_publish_errors_total Failed publish requests by kind.\n"

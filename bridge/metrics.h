@@ -31,6 +31,7 @@ struct Metrics {
   // By PG channel; std::less<> finds a string_view without building a string.
   std::map<std::string, std::atomic<uint64_t>, std::less<>> notifications_received;
   std::atomic<uint64_t> notifications_invalid{0};
+  std::atomic<uint64_t> notifications_held_back{0};  // queue full: published later from the stamps
   std::atomic<uint64_t> events_published{0};
   std::atomic<uint64_t> batches_published{0};
   std::atomic<uint64_t> publish_errors_timeout{0};

@@ -70,7 +70,7 @@ void PgListener::save_final_cursor(bool all_published) {
       queue_.low_watermark() < *checkpoint_->sequence_after) {
     return;
   }
-  if (auto s = store::save_cursor(conn_.get(), config_.cursor_name, checkpoint_->xmin); !s) {
+  if (auto s = store::save_cursor(conn_.get(), config_.cursor_name, cursor_of(*checkpoint_)); !s) {
     log::warn("shutting down: cannot save the cursor: {}", s.message());
     return;
   }
@@ -145,13 +145,16 @@ Status PgListener::connect_and_catch_up() {
     log::warn("PostgreSQL: table cache_invalidated_at not found (install sql/cache_invalidation.sql); "
               "changes committed while the bridge is away will not be caught up, nor replayed");
   } else {
-    std::string resume_xid;
-    if (auto s = store::load_cursor(conn_.get(), config_.cursor_name, &resume_xid); !s) return s;
-    if (auto s = prepare_stamps(); !s) return s;
+    store::Cursor cursor;
+    if (auto s = store::load_cursor(conn_.get(), config_.cursor_name, &cursor); !s) return s;
+    if (auto s = prepare_stamps(&cursor); !s) return s;
+    // Stamps after the cursor's resume_seq may not have been published (held back, or a
+    // by-hand NOTIFY): publish them from the stamps.
+    backlog_ = Backlog{cursor.resume_seq + 1, clock_.last()};
     size_t count = 0;
     std::string snapshot_xmin;
     auto s = store::read_since(
-        conn_.get(), resume_xid,
+        conn_.get(), cursor.resume_xid,
         [&](Invalidation inv) {
           ++count;
           push(std::move(inv));
@@ -161,7 +164,7 @@ Status PgListener::connect_and_catch_up() {
     metrics_.catchup_invalidations += count;
     if (count > 0) log::info("caught up {} invalidation(s) committed since the last checkpoint", count);
     // Everything before this snapshot is now queued: the checkpoint needs no delivery delay.
-    checkpoint_ = Checkpoint{snapshot_xmin, 0, queue_.next_sequence()};
+    checkpoint_ = Checkpoint{snapshot_xmin, 0, queue_.next_sequence(), clock_.last()};
   }
   connected_ = true;
   metrics_.listen_connected = 1;
@@ -169,9 +172,10 @@ Status PgListener::connect_and_catch_up() {
   return Status::ok();
 }
 
-Status PgListener::prepare_stamps() {
-  bool installed = false;
-  if (auto s = store::check_stamps_installed(conn_.get(), &installed); !s || !installed) return s;
+Status PgListener::prepare_stamps(store::Cursor* cursor) {
+  if (auto s = store::check_stamps_installed(conn_.get(), &stamps_installed_); !s || !stamps_installed_) {
+    return s;
+  }
   // Stamps continue after the last one stored (an earlier run, or another bridge of this name).
   int64_t last_seq = 0;
   if (auto s = store::max_stamp_seq(conn_.get(), config_.cursor_name, &last_seq); !s) return s;
@@ -183,7 +187,12 @@ Status PgListener::prepare_stamps() {
     return s;
   }
   if (upkeep.rerouted > 0) log::info("stamps: {} key(s) routed by the new BRIDGE_CHANNEL", upkeep.rerouted);
-  if (upkeep.seeded > 0) log::info("stamps: {} key(s) from the store stamped for replays", upkeep.seeded);
+  if (upkeep.seeded > 0) {
+    // Stamped for replays, not news: the resume point moves past them.
+    cursor->resume_seq = clock_.last();
+    if (auto s = store::save_cursor(conn_.get(), config_.cursor_name, *cursor); !s) return s;
+    log::info("stamps: {} key(s) from the store stamped for replays", upkeep.seeded);
+  }
   return Status::ok();
 }
 
@@ -203,6 +212,7 @@ Status PgListener::receive_until_broken() {
       handle_notification(*raw);
       PQfreemem(raw);
     }
+    if (auto s = drain_backlog(); !s) return s;
     auto now = steady_clock::now();
     if (finish_requested_ && !final_barrier_sent_) {
       // A last barrier for a clean stop, replacing whatever checkpoint was under way.
@@ -276,7 +286,55 @@ void PgListener::push(Invalidation invalidation) {
   }
   // The stamp first: a replay that flushes the writer then never misses what goes out live.
   if (!stamps_.record(channel, invalidation)) return;  // shutting down: the cursor still has it
-  queue_.push(channel, std::move(invalidation));
+  // Without the stamps table nothing can be held back: wait for room, as before it existed.
+  if (!stamps_installed_) {
+    queue_.push(channel, std::move(invalidation));
+    return;
+  }
+  if (queue_.try_push(channel, invalidation) || queue_.closed()) return;
+  // The queue is full: hold the change back rather than stop reading (its stamp is stored).
+  if (backlog_.empty()) {
+    log::warn("publishing is behind ({} keys waiting): holding changes back in the store from seq {} "
+              "and reading on, so PostgreSQL's notification queue never fills",
+              queue_.max_keys(), invalidation.seq);
+    backlog_.from = invalidation.seq;
+  }
+  backlog_.to = invalidation.seq;
+  ++metrics_.notifications_held_back;
+}
+
+Status PgListener::drain_backlog() {
+  constexpr int kPage = 500;
+  // Live changes first; and what is read must be in the store.
+  if (backlog_.empty() || queue_.pending_keys() > queue_.max_keys() / 2) return Status::ok();
+  if (!stamps_.flush(std::chrono::milliseconds(200))) return Status::ok();
+  std::vector<store::StampRow> rows;
+  if (auto s = store::read_stamps_between(conn_.get(), config_.cursor_name, backlog_.from, backlog_.to,
+                                          kPage, &rows);
+      !s) {
+    return s;
+  }
+  for (auto& row : rows) {
+    Invalidation inv;
+    inv.cache_key = std::move(row.cache_key);
+    inv.table = std::move(row.table);
+    inv.seq = row.seq;
+    inv.invalidated_at_ms = invalidated_at_of(row.seq);
+    if (!queue_.try_push(row.channel, inv)) return Status::ok();  // full again: later
+    backlog_.from = row.seq + 1;
+  }
+  if (rows.size() < static_cast<size_t>(kPage)) {
+    backlog_.from = backlog_.to + 1;
+    log::info("publishing caught up with the changes held back");
+  }
+  return Status::ok();
+}
+
+store::Cursor PgListener::cursor_of(const Checkpoint& checkpoint) const {
+  // Stamps above resume_seq are published again after a restart: none held back may be below.
+  int64_t seq = checkpoint.seq_at_marker;
+  if (!backlog_.empty()) seq = std::min(seq, backlog_.from - 1);
+  return {checkpoint.xmin, seq};
 }
 
 Status PgListener::advance_checkpoint() {
@@ -294,7 +352,7 @@ Status PgListener::advance_checkpoint() {
   }
   if (!checkpoint_->sequence_after) return Status::ok();  // its marker is still on its way
   if (queue_.low_watermark() >= *checkpoint_->sequence_after) {
-    if (auto s = store::save_cursor(conn_.get(), config_.cursor_name, checkpoint_->xmin); !s) return s;
+    if (auto s = store::save_cursor(conn_.get(), config_.cursor_name, cursor_of(*checkpoint_)); !s) return s;
     log::debug("checkpoint: resume from transaction {}", checkpoint_->xmin);
     checkpoint_.reset();
   }
@@ -306,6 +364,7 @@ bool PgListener::handle_marker(std::string_view channel, std::string_view payloa
   // Every transaction before the checkpoint's snapshot has been received (and queued).
   if (checkpoint_ && !checkpoint_->sequence_after && payload == std::to_string(checkpoint_->marker)) {
     checkpoint_->sequence_after = queue_.next_sequence();
+    checkpoint_->seq_at_marker = clock_.last();
     if (final_barrier_sent_) {
       std::lock_guard lock(finish_mutex_);
       final_marker_seen_ = finish_answered_ = true;

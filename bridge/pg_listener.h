@@ -15,6 +15,13 @@
 // marker arrives every transaction before X has been received; once everything received up
 // to the marker is published, X becomes the cursor. At a clean stop it does this once more,
 // so a restart re-sends next to nothing.
+//
+// It never stops reading: PostgreSQL's notification queue is shared by every session, and once
+// full, every NOTIFYing COMMIT of the user's writers fails. When the coalescing queue is full
+// (Soketi away or slow), a change is held back instead of waited for: its stamp is stored
+// anyway, and once the queue has room the held-back changes are published from the stamps, in
+// seq order (as invalidations without row data). The cursor's resume_seq stays below them, so
+// a restart publishes them too.
 #pragma once
 
 #include <atomic>
@@ -27,6 +34,7 @@
 #include "change_clock.h"
 #include "coalescing_queue.h"
 #include "config.h"
+#include "invalidation_store.h"
 #include "metrics.h"
 #include "pg_connection.h"
 #include "stamp_writer.h"
@@ -56,20 +64,30 @@ class PgListener {
 
  private:
   // A snapshot's xmin that becomes the cursor once everything received before
-  // `sequence_after` (the queue's sequence when `marker` arrived) has been published.
+  // `sequence_after` (the queue's sequence when `marker` arrived) has been published;
+  // seq_at_marker is the newest stamp then.
   struct Checkpoint {
     std::string xmin;
     uint64_t marker = 0;  // 0: none needed (the catch-up's own snapshot)
     std::optional<uint64_t> sequence_after;
+    int64_t seq_at_marker = 0;
+  };
+  // Seqs of held-back changes: every stamp from..to not yet published (empty when from > to).
+  struct Backlog {
+    int64_t from = 1;
+    int64_t to = 0;
+    bool empty() const { return from > to; }
   };
 
   void run();
   Status connect_and_catch_up();
-  Status prepare_stamps();  // REQUIRES: connected, the cursor loaded
+  Status prepare_stamps(store::Cursor* cursor);  // REQUIRES: connected, the cursor loaded
   Status receive_until_broken();
   void handle_notification(const PGnotify& notify);
   void push(Invalidation invalidation);
   Status advance_checkpoint();
+  store::Cursor cursor_of(const Checkpoint& checkpoint) const;
+  Status drain_backlog();
   bool handle_marker(std::string_view channel, std::string_view payload);  // true: it was one
 
   const Config& config_;
@@ -93,8 +111,10 @@ class PgListener {
   std::string marker_channel_;  // cache_bridge_barrier_<backend pid>
   uint64_t markers_sent_ = 0;
   bool final_barrier_sent_ = false;
+  Backlog backlog_;
   bool store_installed_ = false;
   bool warned_public_rows_ = false;  // once per process
+  bool stamps_installed_ = false;
   std::optional<Checkpoint> checkpoint_;
 };
 

@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS cache_bridge_cursor (
 -- The BRIDGE_CHANNEL its stamps are routed by (cache_bridge_stamp.channel): when it changes,
 -- the bridge routes its stored stamps anew at startup.
 ALTER TABLE cache_bridge_cursor ADD COLUMN IF NOT EXISTS channel_template text;
+-- Every stamp with a seq above this may not have been published yet: changes the bridge held
+-- back (Soketi away, its queue full) so that PostgreSQL's notification queue never fills, and
+-- by-hand NOTIFYs that only the stamps hold. The bridge publishes them from there.
+ALTER TABLE cache_bridge_cursor ADD COLUMN IF NOT EXISTS resume_seq bigint NOT NULL DEFAULT 0;
 
 -- What each bridge published: every key's newest stamp, written by the bridge (never by the
 -- writers, so a writer never waits on the bridge's row locks). seq is the bridge's receipt
@@ -49,9 +53,9 @@ CREATE TABLE IF NOT EXISTS cache_bridge_stamp (
     seq         bigint NOT NULL,
     PRIMARY KEY (bridge_name, cache_key)
 );
--- Replays and snapshots: one channel's newest stamps. (The only other index is the primary
--- key: every index costs each stamp written.)
+-- Replays and snapshots: one channel's newest stamps; the held-back changes in seq order.
 CREATE INDEX IF NOT EXISTS cache_bridge_stamp_channel_idx ON cache_bridge_stamp (bridge_name, channel, seq);
+CREATE INDEX IF NOT EXISTS cache_bridge_stamp_seq_idx ON cache_bridge_stamp (bridge_name, seq);
 
 -- Records an invalidation and returns its timestamp in epoch milliseconds.
 -- Timestamps per key only move forward.

@@ -403,3 +403,15 @@ TEST_CASE("a trailing entry whose window ends while its key is in flight goes ou
   CHECK(second[0].invalidation.seq == 2);
   q.done(second);
 }
+
+TEST_CASE("try_push never waits: false at the cap, merges still go in") {
+  CoalescingQueue q(0ms, 2);
+  Invalidation a = inv("a", 1), b = inv("b", 1), c = inv("c", 1), a2 = inv("a", 2);
+  CHECK(q.try_push("ch", a));
+  CHECK(q.try_push("ch", b));
+  CHECK_FALSE(q.try_push("ch", c));
+  CHECK(c.cache_key == "c");  // left to the caller
+  CHECK(q.try_push("ch", a2));  // a is pending: it merges
+  q.close();
+  CHECK_FALSE(q.try_push("ch", c));
+}
