@@ -202,7 +202,8 @@ Status PgListener::receive_until_broken() {
   while (!stopping_) {
     pollfd fd{PQsocket(conn_.get()), POLLIN, 0};
     if (fd.fd < 0) return Status::error("connection has no socket");
-    int ready = ::poll(&fd, 1, static_cast<int>(kPollInterval.count()));
+    // With changes held back, look again soon: the queue empties as Soketi takes them.
+    int ready = ::poll(&fd, 1, static_cast<int>(backlog_.empty() ? kPollInterval.count() : 10));
     if (ready < 0 && errno != EINTR) return Status::error("poll failed");
     if (ready > 0) {
       if (!PQconsumeInput(conn_.get())) return Status::error("connection lost: " + pg_error(conn_.get()));
@@ -304,28 +305,33 @@ void PgListener::push(Invalidation invalidation) {
 }
 
 Status PgListener::drain_backlog() {
-  constexpr int kPage = 500;
-  // Live changes first; and what is read must be in the store.
-  if (backlog_.empty() || queue_.pending_keys() > queue_.max_keys() / 2) return Status::ok();
-  if (!stamps_.flush(std::chrono::milliseconds(200))) return Status::ok();
+  constexpr int kPage = 1000;
+  constexpr int kMaxPagesPerCall = 20;  // then back to reading notifications
+  // What is read must be in the store.
+  if (backlog_.empty() || !stamps_.flush(std::chrono::milliseconds(200))) return Status::ok();
   std::vector<store::StampRow> rows;
-  if (auto s = store::read_stamps_between(conn_.get(), config_.cursor_name, backlog_.from, backlog_.to,
-                                          kPage, &rows);
-      !s) {
-    return s;
-  }
-  for (auto& row : rows) {
-    Invalidation inv;
-    inv.cache_key = std::move(row.cache_key);
-    inv.table = std::move(row.table);
-    inv.seq = row.seq;
-    inv.invalidated_at_ms = invalidated_at_of(row.seq);
-    if (!queue_.try_push(row.channel, inv)) return Status::ok();  // full again: later
-    backlog_.from = row.seq + 1;
-  }
-  if (rows.size() < static_cast<size_t>(kPage)) {
-    backlog_.from = backlog_.to + 1;
-    log::info("publishing caught up with the changes held back");
+  // Live changes first: fill the queue only up to half.
+  for (int page = 0; page < kMaxPagesPerCall && !backlog_.empty() &&
+                     queue_.pending_keys() < queue_.max_keys() / 2;
+       ++page) {
+    if (auto s = store::read_stamps_between(conn_.get(), config_.cursor_name, backlog_.from, backlog_.to,
+                                            kPage, &rows);
+        !s) {
+      return s;
+    }
+    for (auto& row : rows) {
+      Invalidation inv;
+      inv.cache_key = std::move(row.cache_key);
+      inv.table = std::move(row.table);
+      inv.seq = row.seq;
+      inv.invalidated_at_ms = invalidated_at_of(row.seq);
+      if (!queue_.try_push(row.channel, inv)) return Status::ok();  // full again: later
+      backlog_.from = row.seq + 1;
+    }
+    if (rows.size() < static_cast<size_t>(kPage)) {
+      backlog_.from = backlog_.to + 1;
+      log::info("publishing caught up with the changes held back");
+    }
   }
   return Status::ok();
 }

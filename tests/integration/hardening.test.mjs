@@ -6,6 +6,7 @@
 // Needs build/bridge/cache-bridge (or CACHE_BRIDGE_BIN) and scripts/install-deps.
 
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
@@ -200,6 +201,66 @@ describe('hardening: secrets and replayed webhooks', () => {
       throw new Error(`${err.message}: ${missing.length} lost, e.g. ${missing.slice(0, 5).join(', ')}`);
     });
     t.diagnostic(`after the restart: ${bridge.text().match(/caught up \d+ invalidation/)?.[0] ?? 'nothing caught up'}`);
+  });
+
+  test('Soketi away during 200,000 changes: the bridge reads on (PostgreSQL\'s notification queue drains within 10 s, RSS bounded), and publishes all of them once Soketi is back', async (t) => {
+    // A proxy in front of Soketi that can refuse every connection: the subscriber stays on
+    // the real Soketi throughout.
+    const sockets = new Set();
+    let cut = false;
+    const proxy = net.createServer((client) => {
+      if (cut) return client.destroy();
+      const upstream = net.connect(stack.soketi.port, '127.0.0.1');
+      for (const s of [client, upstream]) { sockets.add(s); s.on('error', () => {}); s.on('close', () => sockets.delete(s)); }
+      client.pipe(upstream).pipe(client);
+    });
+    const proxyPort = await freePort();
+    await new Promise((resolve) => proxy.listen(proxyPort, '127.0.0.1', resolve));
+    t.after(() => { for (const s of sockets) s.destroy(); proxy.close(); });
+
+    await db.query(`CREATE TABLE flood (id int PRIMARY KEY); SELECT cache_invalidation_attach('flood', 'id');`);
+    const bridge = await stack.useBridge({ SOKETI_PORT: proxyPort, BRIDGE_CURSOR_NAME: 'flood-200k' });
+    await listening();
+    const sub = await stack.subscribe('invalidations');
+    t.after(() => sub.disconnect());
+    const usage = async () => Number((await db.query('SELECT pg_notification_queue_usage() AS u')).rows[0].u);
+    const idle = await usage();
+
+    let peakRssKb = 0;
+    const sampler = setInterval(() => {
+      try {
+        const kb = Number(readFileSync(`/proc/${bridge.pid}/status`, 'utf8').match(/^VmRSS:\s+(\d+)/m)[1]);
+        peakRssKb = Math.max(peakRssKb, kb);
+      } catch { /* exited */ }
+    }, 100);
+    t.after(() => clearInterval(sampler));
+
+    cut = true;
+    for (const s of sockets) s.destroy();
+    const writeStart = Date.now();
+    for (let i = 0; i < 200; i++) {
+      await db.query('INSERT INTO flood SELECT g FROM generate_series($1::int, $2::int) g', [i * 1000, i * 1000 + 999]);
+    }
+    const lastWrite = Date.now();
+    let drainedAfterMs;
+    await waitUntil(async () => (await usage()) <= idle, 30000, { intervalMs: 100 }).then(() => { drainedAfterMs = Date.now() - lastWrite; })
+      .catch(() => {});
+    const heldBack = Number((await http(`${stack.opsUrl}/metrics`)).text.match(/^cache_bridge_notifications_held_back_total (\d+)$/m)?.[1]);
+    t.diagnostic(`200,000 changes written in ${((lastWrite - writeStart) / 1000).toFixed(1)} s; notification queue back to idle ${drainedAfterMs ?? 'never (30 s)'} ms after the last write; ${heldBack} held back; peak RSS so far ${(peakRssKb / 1024).toFixed(1)} MiB`);
+    assert.ok(drainedAfterMs !== undefined && drainedAfterMs <= 10000, `drained ${drainedAfterMs} ms after the last write`);
+    assert.ok(cut && sub.events.filter((e) => e.data?.cacheKey?.startsWith('flood:')).length < 200000, 'Soketi was away meanwhile');
+
+    cut = false;
+    const seen = new Set();
+    await waitUntil(() => {
+      for (const e of sub.events.splice(0)) if (e.data?.cacheKey?.startsWith('flood:')) seen.add(e.data.cacheKey);
+      return seen.size === 200000;
+    }, 120000, { intervalMs: 500, message: 'all 200,000 keys delivered' }).catch((err) => {
+      throw new Error(`${err.message}: ${seen.size} of 200,000\n${bridge.output().split('\n').slice(-20).join('\n')}`);
+    });
+    clearInterval(sampler);
+    t.diagnostic(`all 200,000 delivered ${((Date.now() - lastWrite) / 1000).toFixed(1)} s after the last write; peak RSS ${(peakRssKb / 1024).toFixed(1)} MiB`);
+    assert.ok(peakRssKb < 96 * 1024, `peak RSS ${(peakRssKb / 1024).toFixed(1)} MiB (bound 96 MiB)`);
   });
 
   // Last in this suite: it leaves Soketi running with another secret.
