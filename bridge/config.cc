@@ -173,6 +173,7 @@ ConfigResult parse_config(const EnvMap& env) {
   }
 
   c.database_url = r.required({"DATABASE_URL"});
+  c.pg_answer_timeout = std::chrono::milliseconds(r.integer("BRIDGE_PG_TIMEOUT_MS", 35000, 1000, 3600000));
   c.pg_channels = r.list("BRIDGE_PG_CHANNELS", "cache_invalidation,data_change_notification");
   for (const auto& channel : c.pg_channels) {
     if (!valid_identifier(channel)) {

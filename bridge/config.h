@@ -36,6 +36,7 @@ struct Config {
 
   // PostgreSQL.
   std::string database_url;
+  std::chrono::milliseconds pg_answer_timeout{35000};  // BRIDGE_PG_TIMEOUT_MS
   std::vector<std::string> pg_channels;
 
   // Events.

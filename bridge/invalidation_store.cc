@@ -27,7 +27,10 @@ Status stream_rows(PGconn* conn, const std::string& sql, const std::vector<std::
     return Status::error(pg_error(conn));
   }
   Status status;
-  while (PGresult* raw = PQgetResult(conn)) {
+  while (true) {
+    if (auto s = pg_await_result(conn); !s) return s;  // the connection is given up
+    PGresult* raw = PQgetResult(conn);
+    if (!raw) break;
     PgResultPtr result(raw);
     switch (PQresultStatus(raw)) {
       case PGRES_SINGLE_TUPLE:

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "ops_server.h"
+#include "pg_connection.h"
 #include "pg_listener.h"
 #include "preflight.h"
 #include "secret_redactor.h"
@@ -81,6 +82,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> secrets = conninfo_secrets(config.database_url);
   secrets.push_back(config.app_secret);
   log::hide_secrets(std::move(secrets));
+  pg_set_answer_deadline(config.pg_answer_timeout);
 
   if (check_only) return run_preflight(config);
 

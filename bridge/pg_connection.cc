@@ -2,9 +2,16 @@
 
 #include <fmt/format.h>
 
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <vector>
 
 namespace bridge {
+namespace {
+std::chrono::milliseconds g_answer_deadline{35000};  // set once at startup
+}  // namespace
 
 Status pg_connect(const std::string& database_url, PgConnPtr* conn) {
   // Later entries override earlier ones, so the URL's own settings win over these defaults.
@@ -60,18 +67,58 @@ static Status check_result(PGconn* conn, PGresult* raw, PgResultPtr* result) {
   return Status::ok();
 }
 
+void pg_set_answer_deadline(std::chrono::milliseconds deadline) { g_answer_deadline = deadline; }
+
+Status pg_await_result(PGconn* conn) {
+  auto deadline = std::chrono::steady_clock::now() + g_answer_deadline;
+  while (PQisBusy(conn)) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      return Status::error(fmt::format("PostgreSQL did not answer within {} s: giving the connection up",
+                                       g_answer_deadline.count() / 1000.0));
+    }
+    pollfd fd{PQsocket(conn), POLLIN, 0};
+    if (fd.fd < 0) return Status::error("connection has no socket");
+    int ready = ::poll(&fd, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+    if (ready < 0 && errno != EINTR) return Status::error("poll failed");
+    if (ready > 0 && !PQconsumeInput(conn)) return Status::error(pg_error(conn));
+  }
+  return Status::ok();
+}
+
+// Collects every result of the query just sent; the last one is checked and kept.
+static Status collect_results(PGconn* conn, bool sent, PgResultPtr* result) {
+  if (!sent) return Status::error(pg_error(conn));
+  PgResultPtr last;
+  Status status;  // the first failure: later results of a failed multi-statement query say less
+  while (true) {
+    if (auto s = pg_await_result(conn); !s) return s;
+    PGresult* raw = PQgetResult(conn);
+    if (!raw) break;
+    if (status) {
+      status = check_result(conn, raw, &last);
+    } else {
+      PQclear(raw);
+    }
+  }
+  if (!status) return status;
+  if (!last) return Status::error(pg_error(conn));
+  if (result) *result = std::move(last);
+  return Status::ok();
+}
+
 Status pg_exec(PGconn* conn, const std::string& sql, PgResultPtr* result) {
-  return check_result(conn, PQexec(conn, sql.c_str()), result);
+  return collect_results(conn, PQsendQuery(conn, sql.c_str()) == 1, result);
 }
 
 Status pg_exec_params(PGconn* conn, const std::string& sql, std::initializer_list<std::string> params,
                       PgResultPtr* result) {
   std::vector<const char*> values;
   for (const auto& p : params) values.push_back(p.c_str());
-  return check_result(conn,
-                      PQexecParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                                   values.data(), nullptr, nullptr, 0),
-                      result);
+  return collect_results(conn,
+                         PQsendQueryParams(conn, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                                           values.data(), nullptr, nullptr, 0) == 1,
+                         result);
 }
 
 }  // namespace bridge

@@ -3,6 +3,7 @@
 
 #include <libpq-fe.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -34,7 +35,17 @@ std::string pg_describe(PGconn* conn);
 // libpq's last error as one line.
 std::string pg_error(PGconn* conn);
 
-// Runs a statement expecting PGRES_COMMAND_OK or PGRES_TUPLES_OK.
+// How long any statement may go without an answer before the connection is given up (the
+// caller then reconnects). Client-side: it also catches a server that cannot enforce its own
+// statement_timeout (a stopped backend, a dead peer whose packets are still acknowledged).
+// Set once at startup, before other threads run; default 35 s.
+void pg_set_answer_deadline(std::chrono::milliseconds deadline);
+
+// Waits until the result of the query sent on `conn` can be read without blocking, or the
+// answer deadline passes (an error: give the connection up).
+Status pg_await_result(PGconn* conn);
+
+// Runs a statement expecting PGRES_COMMAND_OK or PGRES_TUPLES_OK (of several, the last result).
 Status pg_exec(PGconn* conn, const std::string& sql, PgResultPtr* result = nullptr);
 
 // The same, with text parameters.

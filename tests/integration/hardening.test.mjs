@@ -263,6 +263,27 @@ describe('hardening: secrets and replayed webhooks', () => {
     assert.ok(peakRssKb < 96 * 1024, `peak RSS ${(peakRssKb / 1024).toFixed(1)} MiB (bound 96 MiB)`);
   });
 
+  test('a stopped PostgreSQL backend cannot hang the listener: no answer within BRIDGE_PG_TIMEOUT_MS, reconnect, the change still arrives', async (t) => {
+    const bridge = await stack.useBridge({ BRIDGE_PG_TIMEOUT_MS: 2000, BRIDGE_CURSOR_NAME: 'stopped' });
+    await listening();
+    const sub = await stack.subscribe('invalidations');
+    t.after(() => sub.disconnect());
+    // The listener's backend: the session that sends the barrier markers.
+    const pid = await waitUntil(async () => (await db.query(
+      `SELECT pid FROM pg_stat_activity WHERE application_name = 'cache-bridge'
+         AND query LIKE 'SELECT pg_notify(%' LIMIT 1`)).rows[0]?.pid, 10000, { message: 'the listener\'s backend' });
+    process.kill(pid, 'SIGSTOP'); // alive, connected, and silent: statement_timeout cannot fire
+    t.after(() => { try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ } });
+    await db.query('INSERT INTO h VALUES (9100)');
+    const t0 = Date.now();
+    await sub.waitFor(isInvalidation('h:9100'), 15000).catch((err) => {
+      throw new Error(`${err.message}\n${bridge.output().split('\n').slice(-10).join('\n')}`);
+    });
+    t.diagnostic(`delivered ${Date.now() - t0} ms after the write, its listener's backend stopped`);
+    assert.match(bridge.text(), /did not answer within 2 s/);
+    process.kill(pid, 'SIGCONT');
+  });
+
   // Last in this suite: it leaves Soketi running with another secret.
   test('Soketi rejecting the credentials pauses publishing (readyz 503) and loses nothing: rotated on Soketi, the change arrives with no restart of the bridge', async (t) => {
     const rotated = 'it-hardening-rotated-77aa';
