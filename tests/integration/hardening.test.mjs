@@ -11,7 +11,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  freePort, http, isInvalidation, runBridge, signWebhook, sleep, startSoketi, startStack, waitUntil,
+  freePort, http, isInvalidation, runBridge, sleep, startSoketi, startStack, waitUntil,
 } from './harness.mjs';
 
 const SECRET = 'it-hardening-secret-5be0';
@@ -58,11 +58,7 @@ describe('hardening: secrets and replayed webhooks', () => {
     t.after(() => sub.disconnect());
     await sub.waitFor(isInvalidation('h:1'), 10000);
     await sleep(500);
-    const post = (timeMs) => {
-      const body = JSON.stringify({ time_ms: timeMs, events: [{ name: 'channel_occupied', channel: 'invalidations' }] });
-      return http(stack.webhookUrl, { method: 'POST', body, headers: {
-        'Content-Type': 'application/json', 'X-Pusher-Key': stack.soketi.key, 'X-Pusher-Signature': signWebhook(body, SECRET) } });
-    };
+    const post = (timeMs) => stack.postWebhook([{ name: 'channel_occupied', channel: 'invalidations' }], { timeMs });
     const since = sub.events.length;
     const old = await post(Date.now() - 6 * 60 * 1000);
     assert.equal(old.status, 400, old.text);
@@ -112,11 +108,8 @@ describe('hardening: secrets and replayed webhooks', () => {
     const flood = async (channelOf) => {
       const t0 = Date.now();
       for (let i = 0; i < 1000; i += 25) {
-        await Promise.all(Array.from({ length: 25 }, (_, k) => {
-          const body = JSON.stringify({ time_ms: Date.now(), events: [{ name: 'channel_occupied', channel: channelOf(i + k) }] });
-          return http(stack.webhookUrl, { method: 'POST', body, headers: {
-            'Content-Type': 'application/json', 'X-Pusher-Key': stack.soketi.key, 'X-Pusher-Signature': signWebhook(body, SECRET) } });
-        }));
+        await Promise.all(Array.from({ length: 25 }, (_, k) =>
+          stack.postWebhook([{ name: 'channel_occupied', channel: channelOf(i + k) }])));
       }
       return (Date.now() - t0) / 1000;
     };

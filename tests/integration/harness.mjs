@@ -772,6 +772,15 @@ export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {
     subscribe(channel, opts = {}) {
       return subscribe({ port: stack.soketi.port, key: stack.soketi.key, secret: stack.soketi.secret, channel, ...opts });
     },
+    /**
+     * Posts a webhook to the bridge as Soketi does: {time_ms, events} signed with the app's
+     * secret (or `secret`). events: [{name, channel}]. Returns {status, text}.
+     */
+    postWebhook(events, { timeMs = Date.now(), secret = stack.soketi.secret } = {}) {
+      const body = JSON.stringify({ time_ms: timeMs, events });
+      return http(webhookUrl, { method: 'POST', body, headers: {
+        'Content-Type': 'application/json', 'X-Pusher-Key': stack.soketi.key, 'X-Pusher-Signature': signWebhook(body, secret) } });
+    },
     /** A pusher-js client for this stack's Soketi (private channels authorised). */
     pusherClient() {
       return pusherClient({ port: stack.soketi.port, key: stack.soketi.key, secret: stack.soketi.secret });

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
-import { freePort, http, runBridge, signWebhook, sleep, startStack, waitUntil } from './harness.mjs';
+import { freePort, http, runBridge, sleep, startStack, waitUntil } from './harness.mjs';
 
 const SECRET = 'it-obs-secret-93b0';
 
@@ -64,10 +64,8 @@ describe('observability: health, readiness, metrics and --check', () => {
     })));
     t.after(() => stalled.forEach((s) => s.destroy()));
     await sleep(200);
-    const body = JSON.stringify({ time_ms: Date.now(), events: [{ name: 'channel_occupied', channel: 'invalidations' }] });
     const t0 = Date.now();
-    const hook = await http(stack.webhookUrl, { method: 'POST', body, headers: {
-      'Content-Type': 'application/json', 'X-Pusher-Key': stack.soketi.key, 'X-Pusher-Signature': signWebhook(body, SECRET) } });
+    const hook = await stack.postWebhook([{ name: 'channel_occupied', channel: 'invalidations' }]);
     const ms = Date.now() - t0;
     assert.equal(hook.status, 200);
     // Sharing workers with the stalled connections, it would wait for their 5 s read timeout.

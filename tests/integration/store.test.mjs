@@ -184,12 +184,7 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
     const since = sub.events.length;
     await db.query(`UPDATE r SET v = 'x' WHERE id = 30`);
     await db.query(`UPDATE r SET v = 'b' WHERE id = 30`);
-    const body = JSON.stringify({ time_ms: Date.now(), events: [{ name: 'channel_occupied', channel: 'invalidations' }] });
-    const hook = await http(stack.webhookUrl, {
-      method: 'POST', body,
-      headers: { 'Content-Type': 'application/json', 'X-Pusher-Key': stack.soketi.key, 'X-Pusher-Signature': signWebhook(body, SECRET) },
-    });
-    assert.equal(hook.status, 200);
+    assert.equal((await stack.postWebhook([{ name: 'channel_occupied', channel: 'invalidations' }])).status, 200);
     const updates = await sub.waitForCount((e) => sub.events.indexOf(e) >= since && isLiveInvalidation('r:30')(e), 2, 10000);
     const lastSeq = Math.max(...updates.map((e) => e.data.seq));
     const stamp = await waitUntil(async () => {
