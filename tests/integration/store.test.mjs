@@ -171,21 +171,23 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
 
   test("two changes in one millisecond, and a replay merged with them: distinct seq in commit order, the later row wins", async (t) => {
     // The collision is forced: a frozen clock stamps every change with one invalidatedAt (a
-    // minute ahead, as a bridge clock that runs ahead would). No coalescing window, so each
-    // update is its own event: the second waits while the first is in flight (one publish per
-    // key at a time). A replay requested meanwhile reads the stamps and merges with what is
-    // pending. Whatever is published live must still say what changed, and seq must order them.
+    // minute ahead, as a bridge clock that runs ahead would), and the second update is written
+    // only once the first has reached the client, so both go out live (nothing to coalesce).
+    // A replay requested meanwhile reads the stamps and merges with what is pending. Whatever
+    // is published live must still say what changed, and seq must order the changes.
     const frozenAt = Date.now() + 60000;
     await stack.useBridge({ BRIDGE_COALESCE_MS: 0, BRIDGE_TEST_FROZEN_CLOCK_MS: frozenAt, BRIDGE_CURSOR_NAME: 'frozen' });
     await db.query(`INSERT INTO r VALUES (30, 'a')`);
     const sub = await subscribe(t, 'invalidations');
     await sub.waitFor(isInvalidation('r:30'), 10000);
-    await sleep(1000);
     const since = sub.events.length;
+    const liveRow = (v) => (e) => sub.events.indexOf(e) >= since && isLiveInvalidation('r:30')(e) && e.data.data?.v === v;
     await db.query(`UPDATE r SET v = 'x' WHERE id = 30`);
+    const first = await sub.waitFor(liveRow('x'), 10000);
     await db.query(`UPDATE r SET v = 'b' WHERE id = 30`);
     assert.equal((await stack.postWebhook([{ name: 'channel_occupied', channel: 'invalidations' }])).status, 200);
-    const updates = await sub.waitForCount((e) => sub.events.indexOf(e) >= since && isLiveInvalidation('r:30')(e), 2, 10000);
+    const second = await sub.waitFor(liveRow('b'), 10000);
+    const updates = [first, second];
     const lastSeq = Math.max(...updates.map((e) => e.data.seq));
     const stamp = await waitUntil(async () => {
       const st = await db.stamp('r:30', { bridge: 'frozen' });
