@@ -10,6 +10,8 @@
 --   SELECT cache_invalidation_detach('public.posts');
 
 BEGIN;
+-- A rerun is normal: no "already exists, skipping" notices.
+SET LOCAL client_min_messages = warning;
 
 -- Newest invalidation of every cache key. Written in the same transaction as the change,
 -- so a change committed while the bridge is away is still found when it catches up.
