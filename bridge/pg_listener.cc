@@ -216,16 +216,7 @@ Status PgListener::receive_until_broken() {
     if (auto s = drain_backlog(); !s) return s;
     auto now = steady_clock::now();
     if (finish_requested_ && !final_barrier_sent_) {
-      // A last barrier for a clean stop, replacing whatever checkpoint was under way.
-      final_barrier_sent_ = true;
-      checkpoint_.reset();
-      if (!store_installed_) {
-        std::lock_guard lock(finish_mutex_);
-        finish_answered_ = true;
-        finish_reached_.notify_all();
-      } else if (auto s = advance_checkpoint(); !s) {
-        return s;
-      }
+      if (auto s = send_final_barrier(); !s) return s;
     }
     if (now >= next_checkpoint && store_installed_ && !final_barrier_sent_) {
       if (auto s = advance_checkpoint(); !s) return s;
@@ -302,6 +293,17 @@ void PgListener::push(Invalidation invalidation) {
   }
   backlog_.to = invalidation.seq;
   ++metrics_.notifications_held_back;
+}
+
+Status PgListener::send_final_barrier() {
+  // Replaces whatever checkpoint was under way.
+  final_barrier_sent_ = true;
+  checkpoint_.reset();
+  if (store_installed_) return advance_checkpoint();
+  std::lock_guard lock(finish_mutex_);  // nothing to checkpoint: answer at once
+  finish_answered_ = true;
+  finish_reached_.notify_all();
+  return Status::ok();
 }
 
 Status PgListener::drain_backlog() {

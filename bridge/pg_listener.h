@@ -88,6 +88,7 @@ class PgListener {
   Status advance_checkpoint();
   store::Cursor cursor_of(const Checkpoint& checkpoint) const;
   Status drain_backlog();
+  Status send_final_barrier();  // for a clean stop (finish_receiving)
   bool handle_marker(std::string_view channel, std::string_view payload);  // true: it was one
 
   const Config& config_;
