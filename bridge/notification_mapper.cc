@@ -12,11 +12,18 @@ namespace {
 
 constexpr size_t kMaxCacheKeyBytes = 1024;
 
-std::string to_json(const rapidjson::Value& value) {
+// The value as JSON text, or nothing when it has none (RapidJSON parses 2e308 as infinity,
+// which its Writer refuses, leaving half a document behind).
+std::optional<std::string> to_json(const rapidjson::Value& value) {
   rapidjson::StringBuffer buffer;
   rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
-  value.Accept(writer);
-  return {buffer.GetString(), buffer.GetSize()};
+  if (!value.Accept(writer)) return std::nullopt;
+  return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+// The whole string: it may hold NUL bytes, which key_error() must get to see.
+std::string string_of(const rapidjson::Value& value) {
+  return {value.GetString(), value.GetStringLength()};
 }
 
 std::string_view trim(std::string_view s) {
@@ -46,15 +53,17 @@ MappingResult map_json(std::string_view payload) {
   std::optional<int64_t> claimed_at_ms;
   if (auto it = doc.FindMember("table"); it != doc.MemberEnd()) {
     if (!it->value.IsString()) return fail("\"table\" is not a string");
-    inv.table = it->value.GetString();
+    inv.table = string_of(it->value);
   }
   if (auto it = doc.FindMember("id"); it != doc.MemberEnd()) {
     if (!it->value.IsString() && !it->value.IsNumber()) return fail("\"id\" is not a string or number");
-    inv.id_json = to_json(it->value);
+    auto id = to_json(it->value);
+    if (!id) return fail("\"id\" is not a finite number");
+    inv.id_json = std::move(*id);
   }
   if (auto it = doc.FindMember("action"); it != doc.MemberEnd()) {
     if (!it->value.IsString()) return fail("\"action\" is not a string");
-    std::string action = it->value.GetString();
+    std::string action = string_of(it->value);
     std::transform(action.begin(), action.end(), action.begin(), ::tolower);
     if (action != "insert" && action != "update" && action != "delete") {
       return fail("unknown action \"" + action.substr(0, 20) + "\"");
@@ -63,10 +72,10 @@ MappingResult map_json(std::string_view payload) {
   }
   if (auto it = doc.FindMember("cache_key"); it != doc.MemberEnd()) {
     if (!it->value.IsString()) return fail("\"cache_key\" is not a string");
-    inv.cache_key = it->value.GetString();
+    inv.cache_key = string_of(it->value);
   } else if (!inv.table.empty() && !inv.id_json.empty()) {
     const auto& id = doc["id"];
-    inv.cache_key = inv.table + ":" + (id.IsString() ? std::string(id.GetString()) : inv.id_json);
+    inv.cache_key = inv.table + ":" + (id.IsString() ? string_of(id) : inv.id_json);
   } else {
     return fail("JSON payload has neither \"cache_key\" nor \"table\" and \"id\"");
   }
@@ -76,10 +85,15 @@ MappingResult map_json(std::string_view payload) {
     claimed_at_ms = it->value.GetInt64();
   }
   if (auto it = doc.FindMember("data"); it != doc.MemberEnd() && !it->value.IsNull()) {
-    inv.data_json = to_json(it->value);
+    // Row data JSON cannot carry (a number out of range) is left out; the change still goes.
+    if (auto data = to_json(it->value)) {
+      inv.data_json = std::move(*data);
+    } else {
+      inv.data_omitted = true;
+    }
   }
   if (auto it = doc.FindMember("data_omitted"); it != doc.MemberEnd()) {
-    inv.data_omitted = it->value.IsBool() && it->value.GetBool();
+    inv.data_omitted = inv.data_omitted || (it->value.IsBool() && it->value.GetBool());
   }
   return {std::move(inv), {}, claimed_at_ms};
 }

@@ -50,7 +50,7 @@ WebhookVerdict verify_webhook(std::string_view app_key, std::string_view app_sec
     if (name == event.MemberEnd() || !name->value.IsString()) {
       return {400, "an event has no \"name\"", {}, WebhookRejection::kMalformed};
     }
-    std::string event_name = name->value.GetString();
+    std::string event_name(name->value.GetString(), name->value.GetStringLength());
     if (std::find(handled_events.begin(), handled_events.end(), event_name) ==
         handled_events.end()) {
       continue;
@@ -60,7 +60,8 @@ WebhookVerdict verify_webhook(std::string_view app_key, std::string_view app_sec
         channel->value.GetStringLength() == 0) {
       return {400, "a " + event_name + " event has no \"channel\"", {}, WebhookRejection::kMalformed};
     }
-    verdict.events.push_back({event_name, channel->value.GetString()});
+    // The whole string, NUL bytes included: the channel-name rule then refuses it.
+    verdict.events.push_back({event_name, std::string(channel->value.GetString(), channel->value.GetStringLength())});
   }
   verdict.reason = "ok";
   return verdict;

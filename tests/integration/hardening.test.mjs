@@ -261,7 +261,9 @@ describe('hardening: secrets and replayed webhooks', () => {
     });
     clearInterval(sampler);
     t.diagnostic(`all 200,000 delivered ${((Date.now() - lastWrite) / 1000).toFixed(1)} s after the last write; peak RSS ${(peakRssKb / 1024).toFixed(1)} MiB`);
-    assert.ok(peakRssKb < 96 * 1024, `peak RSS ${(peakRssKb / 1024).toFixed(1)} MiB (bound 96 MiB)`);
+    // A sanitizer build (scripts/check-sanitizers) carries its shadow memory.
+    const boundMiB = process.env.CACHE_BRIDGE_SANITIZERS ? 1024 : 96;
+    assert.ok(peakRssKb < boundMiB * 1024, `peak RSS ${(peakRssKb / 1024).toFixed(1)} MiB (bound ${boundMiB} MiB)`);
   });
 
   test('a stopped PostgreSQL backend cannot hang the listener: no answer within BRIDGE_PG_TIMEOUT_MS, reconnect, the change still arrives', async (t) => {

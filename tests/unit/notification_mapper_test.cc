@@ -89,3 +89,20 @@ TEST_CASE("a malformed invalidated_at does not cost the change") {
   CHECK(r.invalidation->cache_key == "a");
   CHECK_FALSE(r.claimed_at_ms);
 }
+
+TEST_CASE("row data JSON cannot carry is left out, the change still goes; an infinite id refuses the payload") {
+  auto r = map_notification(R"({"table":"orders","id":7,"data":{"total":2e308,"items":[1]}})");
+  REQUIRE(r.invalidation);
+  CHECK(r.invalidation->cache_key == "orders:7");
+  CHECK(r.invalidation->data_json.empty());
+  CHECK(r.invalidation->data_omitted);
+  auto bad_id = map_notification(R"({"table":"orders","id":2e308})");
+  CHECK_FALSE(bad_id.invalidation);
+  CHECK(bad_id.error == "\"id\" is not a finite number");
+}
+
+TEST_CASE("a NUL inside a JSON string is seen, not cut off") {
+  auto r = map_notification(R"({"cache_key":"posts:1\u0000x"})");
+  CHECK_FALSE(r.invalidation);
+  CHECK(r.error == "cache key contains control characters");
+}

@@ -65,3 +65,10 @@ TEST_CASE("a signed webhook older than 5 minutes or more than 1 minute ahead is 
   // The signature is checked first: an unsigned stale body is a signature failure.
   CHECK(verify("app-key", "00", kBody, 0).rejection == WebhookRejection::kSignature);
 }
+
+TEST_CASE("a channel with a NUL byte keeps it (and so fails the channel-name rule later)") {
+  std::string body = R"({"time_ms":1700000000000,"events":[{"name":"channel_occupied","channel":"\u0000posts"}]})";
+  auto v = verify("app-key", hmac_sha256_hex("app-secret", body), body);
+  REQUIRE(v.events.size() == 1);
+  CHECK(v.events[0].channel == std::string("\0posts", 6));
+}
