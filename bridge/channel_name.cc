@@ -93,11 +93,16 @@ std::string expand_channel(std::string_view channel_template, std::string_view t
   return hashed;
 }
 
-bool could_be_expanded_from(std::string_view channel_template, std::string_view channel) {
+bool is_valid_channel_name(std::string_view channel) {
   if (channel.empty() || channel.size() > kMaxChannelNameLength) return false;
   for (unsigned char c : channel) {
     if (!allowed_in_template(c)) return false;
   }
+  return true;
+}
+
+bool could_be_expanded_from(std::string_view channel_template, std::string_view channel) {
+  if (!is_valid_channel_name(channel)) return false;
   // The literal pieces between placeholders must appear in order: the first at the start,
   // the last at the end (unless the name was cut and hashed, which may drop the end).
   std::vector<std::string_view> literals;

@@ -38,6 +38,9 @@ inline constexpr size_t kMaxChannelNameLength = 200;
 std::string expand_channel(std::string_view channel_template, std::string_view table,
                            std::string_view cache_key);
 
+// A name Pusher (Soketi) accepts: 1 to 200 of A-Z a-z 0-9 _ - = @ , . ;
+bool is_valid_channel_name(std::string_view channel);
+
 // False when no table and key can make expand_channel(channel_template, ...) give `channel`
 // (a cheap check on its literal parts and characters; true does not promise that one does).
 // Webhooks for impossible channels are refused before they cost a database query.

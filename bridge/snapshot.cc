@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "change_clock.h"
+#include "channel_name.h"
 #include "event_encoder.h"
 #include "invalidation_store.h"
 #include "log.h"
@@ -15,16 +16,6 @@ namespace {
 
 constexpr std::chrono::milliseconds kFlushWait{2000};
 constexpr std::chrono::milliseconds kConnectionWait{1000};
-
-bool valid_channel_name(std::string_view name) {
-  if (name.empty() || name.size() > 200) return false;
-  for (unsigned char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-' || c == '=' || c == '@' || c == ',' || c == '.' || c == ';';
-    if (!ok) return false;
-  }
-  return true;
-}
 
 // Pusher socket ids are "<digits>.<digits>".
 bool valid_socket_id(std::string_view id) {
@@ -44,7 +35,7 @@ SnapshotAnswer refusal(int status, std::string why, int retry_after_s = 0) {
 
 std::optional<SnapshotAnswer> check_snapshot_access(std::string_view app_key, std::string_view app_secret,
                                                     const SnapshotQuery& query) {
-  if (!valid_channel_name(query.channel)) return refusal(400, "channel: missing or not a Pusher channel name");
+  if (!is_valid_channel_name(query.channel)) return refusal(400, "channel: missing or not a Pusher channel name");
   if (!query.since.empty()) {
     int64_t since = 0;
     auto [end, ec] = std::from_chars(query.since.data(), query.since.data() + query.since.size(), since);
