@@ -182,6 +182,9 @@ class Bench {
           SOKETI_WEBHOOK_URL: this.webhookUrl, SOKETI_EVENT_MAX_BATCH_SIZE: this.batch,
           BRIDGE_PG_CHANNELS: 'cache_invalidation', BRIDGE_CHANNEL: CHANNEL,
           BRIDGE_COALESCE_MS: COALESCE_MS, BRIDGE_LOG_FORMAT: 'text',
+          // A build from before the operators' port served /readyz and /metrics on the
+          // webhook's port: BENCH_LEGACY_OPS=1 looks there (scripts/bench-contract's "before").
+          ...(process.env.BENCH_LEGACY_OPS === '1' ? { BRIDGE_OPS_LISTEN: `127.0.0.1:${this.bridgePort}` } : {}),
         },
         // Real environment variables win over the file: this also reaches libc (MALLOC_ARENA_MAX=...).
         processEnv: this.opts.bridgeEnv,

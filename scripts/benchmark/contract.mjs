@@ -237,11 +237,12 @@ async function snapshotPart(h, opts) {
 // Part 2: the write-back's cost at saturation, before vs. after
 
 /** Runs scripts/bench.mjs's saturation scenario with `bin`; resolves with its JSON report. */
-function benchSaturation(bin, out) {
+function benchSaturation(bin, out, legacyOps = false) {
   return new Promise((resolve, reject) => {
     // stdout is the Markdown bench.mjs also writes to `out`; its progress (stderr) passes through.
     const child = spawn(process.execPath, [path.join(repoRoot, 'scripts', 'bench.mjs'), '--only', '^saturate$', '--out', out],
-      { cwd: repoRoot, env: { ...process.env, CACHE_BRIDGE_BIN: bin }, stdio: ['ignore', 'ignore', 'inherit'] });
+      { cwd: repoRoot, env: { ...process.env, CACHE_BRIDGE_BIN: bin, ...(legacyOps ? { BENCH_LEGACY_OPS: '1' } : {}) },
+        stdio: ['ignore', 'ignore', 'inherit'] });
     const timer = setTimeout(() => {
       log(`bench.mjs still running after ${BENCH_RUN_TIMEOUT_MS / 60000} min: stopping it`);
       child.kill('SIGTERM');
@@ -287,7 +288,8 @@ async function saturationPart(opts) {
     for (const [binary, bin] of [['before', opts.beforeBin], ['after', opts.afterBin]]) {
       log(`part 2: round ${round}/${opts.rounds}, ${binary} (${bin})`);
       const t0 = Date.now();
-      const report = await benchSaturation(bin, path.join(rawDir, `round${round}-${binary}.md`));
+      // The "before" build (no stamps, no /snapshot) predates the operators' port too.
+      const report = await benchSaturation(bin, path.join(rawDir, `round${round}-${binary}.md`), binary === 'before');
       runSeconds.push((Date.now() - t0) / 1000);
       rows.push(...saturationRows(report, round, binary));
     }
