@@ -37,6 +37,14 @@ std::string Metrics::render(const std::string& version) const {
     out += fmt::format("# HELP cache_bridge_{0} {1}\n# TYPE cache_bridge_{0} counter\ncache_bridge_{0} {2}\n",
                        name, help, value);
   };
+  // One counter with a label: {label="value"} per pair.
+  auto labeled = [&](const char* name, const char* help, const char* label,
+                     std::initializer_list<std::pair<const char*, uint64_t>> values) {
+    out += fmt::format("# HELP cache_bridge_{0} {1}\n# TYPE cache_bridge_{0} counter\n", name, help);
+    for (const auto& [value, count] : values) {
+      out += fmt::format("cache_bridge_{}{{{}=\"{}\"}} {}\n", name, label, value, count);
+    }
+  };
   auto gauge = [&](const char* name, const char* help, int64_t value) {
     out += fmt::format("# HELP cache_bridge_{0} {1}\n# TYPE cache_bridge_{0} gauge\ncache_bridge_{0} {2}\n",
                        name, help, value);
@@ -55,16 +63,12 @@ std::string Metrics::render(const std::string& version) const {
           notifications_held_back);
   counter("events_published_total", "Events Soketi accepted.", events_published);
   counter("batches_published_total", "HTTP requests Soketi accepted.", batches_published);
-  out += "# HELP cache_bridge_publish_errors_total Failed publish requests by kind.\n"
-         "# TYPE cache_bridge_publish_errors_total counter\n";
-  out += fmt::format("cache_bridge_publish_errors_total{{kind=\"timeout\"}} {}\n", publish_errors_timeout.load());
-  out += fmt::format("cache_bridge_publish_errors_total{{kind=\"server\"}} {}\n", publish_errors_server.load());
-  out += fmt::format("cache_bridge_publish_errors_total{{kind=\"rejected\"}} {}\n", publish_errors_rejected.load());
-  out += fmt::format("cache_bridge_publish_errors_total{{kind=\"throttled\"}} {}\n", publish_errors_throttled.load());
+  labeled("publish_errors_total", "Failed publish requests by kind.", "kind",
+          {{"timeout", publish_errors_timeout}, {"server", publish_errors_server},
+           {"rejected", publish_errors_rejected}, {"throttled", publish_errors_throttled}});
   counter("publish_retries_total", "Publish requests retried.", publish_retries);
-  out += "# HELP cache_bridge_events_dropped_total Events dropped, by reason (rejected: Soketi refused the event alone).\n"
-         "# TYPE cache_bridge_events_dropped_total counter\n";
-  out += fmt::format("cache_bridge_events_dropped_total{{reason=\"rejected\"}} {}\n", events_dropped_rejected.load());
+  labeled("events_dropped_total", "Events dropped, by reason (rejected: Soketi refused the event alone).",
+          "reason", {{"rejected", events_dropped_rejected}});
   counter("coalesced_total", "Invalidations merged into a pending one for the same key.", coalesced);
   counter("pg_reconnects_total", "Reconnections of the LISTEN connection.", pg_reconnects);
   counter("catchup_invalidations_total", "Invalidations read from the store on (re)connect.", catchup_invalidations);
@@ -72,12 +76,9 @@ std::string Metrics::render(const std::string& version) const {
   counter("replayed_invalidations_total", "Invalidations replayed to new subscribers.", replayed_invalidations);
   counter("replays_skipped_foreign_total", "Webhook channels BRIDGE_CHANNEL cannot produce: not replayed, no query.",
           replays_skipped_foreign);
-  out += "# HELP cache_bridge_webhooks_rejected_total Webhook requests rejected, by reason.\n"
-         "# TYPE cache_bridge_webhooks_rejected_total counter\n";
-  out += fmt::format("cache_bridge_webhooks_rejected_total{{reason=\"signature\"}} {}\n", webhooks_rejected_signature.load());
-  out += fmt::format("cache_bridge_webhooks_rejected_total{{reason=\"malformed\"}} {}\n", webhooks_rejected_malformed.load());
-  out += fmt::format("cache_bridge_webhooks_rejected_total{{reason=\"stale\"}} {}\n", webhooks_rejected_stale.load());
-  out += fmt::format("cache_bridge_webhooks_rejected_total{{reason=\"oversized\"}} {}\n", webhooks_rejected_oversized.load());
+  labeled("webhooks_rejected_total", "Webhook requests rejected, by reason.", "reason",
+          {{"signature", webhooks_rejected_signature}, {"malformed", webhooks_rejected_malformed},
+           {"stale", webhooks_rejected_stale}, {"oversized", webhooks_rejected_oversized}});
   counter("payload_timestamps_clamped_total",
           "Notifications whose payload invalidated_at was later than their receipt (stamped at receipt).",
           payload_timestamps_clamped);
