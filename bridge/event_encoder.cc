@@ -4,6 +4,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "change_clock.h"
+
 namespace bridge {
 namespace {
 
@@ -18,7 +20,7 @@ void write_stamp_fields(JsonWriter& w, const Invalidation& inv) {
   w.Key("cacheKey");
   write_string(w, inv.cache_key);
   w.Key("invalidatedAt");
-  w.Int64(inv.invalidated_at_ms);
+  w.Int64(invalidated_at_of(inv.seq));
   w.Key("seq");
   w.Int64(inv.seq);
   if (!inv.table.empty()) {

@@ -9,9 +9,9 @@ namespace bridge {
 struct Invalidation {
   std::string cache_key;
   // The change's position in commit order (ChangeClock): per key, larger is newer, and two
-  // changes of one key never share a value. 0 until stamped.
+  // changes of one key never share a value. 0 until stamped. Its invalidatedAt (epoch ms,
+  // later than the change became visible) is invalidated_at_of(seq).
   int64_t seq = 0;
-  int64_t invalidated_at_ms = 0;  // epoch ms, later than the change became visible (from seq)
   std::string table;              // empty when unknown
   std::string action;             // insert, update or delete; empty when unknown
   std::string id_json;            // the row id as a JSON value; empty when unknown

@@ -224,7 +224,6 @@ Status read_channel_stamps(PGconn* conn, const std::string& bridge_name, const s
     inv.cache_key.assign(PQgetvalue(result.get(), i, 0), PQgetlength(result.get(), i, 0));
     inv.table.assign(PQgetvalue(result.get(), i, 1), PQgetlength(result.get(), i, 1));
     inv.seq = std::strtoll(PQgetvalue(result.get(), i, 2), nullptr, 10);
-    inv.invalidated_at_ms = invalidated_at_of(inv.seq);
     each(std::move(inv));
   }
   return Status::ok();

@@ -57,7 +57,7 @@ Status max_stamp_seq(PGconn* conn, const std::string& bridge_name, int64_t* seq)
 Status write_stamps(PGconn* conn, const std::string& bridge_name, std::span<const StampRow> rows);
 
 // The stamps with from_seq <= seq <= to_seq, oldest first, at most `limit`: what the bridge
-// held back. Invalidations come with seq, invalidated_at_ms and table set.
+// held back.
 Status read_stamps_between(PGconn* conn, const std::string& bridge_name, int64_t from_seq,
                            int64_t to_seq, int limit, std::vector<StampRow>* rows);
 
@@ -66,7 +66,7 @@ Status reroute_stamps(PGconn* conn, const std::string& bridge_name, std::span<co
 
 // The stamps of `channel` with seq > min_seq, at most max_keys of them (the newest), oldest
 // first (so the last event a channel sees, the one Soketi caches on cache- channels, is the
-// newest). Sets *truncated when more matched. Invalidations come with seq, invalidated_at_ms
+// newest). Sets *truncated when more matched. Invalidations come with seq
 // and table set. Uses the (bridge_name, channel, seq) index: no per-row expressions.
 Status read_channel_stamps(PGconn* conn, const std::string& bridge_name, const std::string& channel,
                            int64_t min_seq, int max_keys,

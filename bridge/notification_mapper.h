@@ -10,7 +10,7 @@
 namespace bridge {
 
 struct MappingResult {
-  std::optional<Invalidation> invalidation;  // not yet stamped: seq and invalidated_at_ms are 0
+  std::optional<Invalidation> invalidation;  // not yet stamped: seq is 0
   std::string error;  // why the payload was skipped, when invalidation is empty
   // The payload's own `invalidated_at` (epoch ms), when it has one. Never the change's time:
   // a sender's clock reading precedes its commit, and a forged one could shadow later

@@ -264,11 +264,10 @@ void PgListener::handle_notification(const PGnotify& notify) {
 
 void PgListener::push(Invalidation invalidation) {
   invalidation.seq = clock_.next();
-  invalidation.invalidated_at_ms = invalidated_at_of(invalidation.seq);
   std::string channel = expand_channel(config_.channel_template, invalidation.table,
                                        invalidation.cache_key);
   log::debug("invalidation of {} on {}: seq {}, invalidatedAt {}", log::excerpt(invalidation.cache_key),
-             channel, invalidation.seq, invalidation.invalidated_at_ms);
+             channel, invalidation.seq, invalidated_at_of(invalidation.seq));
   if (!invalidation.data_json.empty() && !warned_public_rows_ && channel.rfind("private-", 0) != 0 &&
       channel.rfind("presence-", 0) != 0) {
     warned_public_rows_ = true;
@@ -326,7 +325,6 @@ Status PgListener::drain_backlog() {
       inv.cache_key = std::move(row.cache_key);
       inv.table = std::move(row.table);
       inv.seq = row.seq;
-      inv.invalidated_at_ms = invalidated_at_of(row.seq);
       if (!queue_.try_push(row.channel, inv)) return Status::ok();  // full again: later
       backlog_.from = row.seq + 1;
     }

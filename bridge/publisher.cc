@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <random>
 
+#include "change_clock.h"
 #include "clock.h"
 #include "log.h"
 
@@ -166,7 +167,7 @@ void Publisher::published(std::span<const QueuedInvalidation> items, int attempt
     // From the stamp, taken at receipt (just after the commit, for a live change).
     metrics_.publish_lag.observe(static_cast<double>(now_us - item.invalidation.seq) / 1000.0);
     log::debug("published {} to {} (invalidatedAt {}{})", log::excerpt(item.invalidation.cache_key),
-               item.channel, item.invalidation.invalidated_at_ms,
+               item.channel, invalidated_at_of(item.invalidation.seq),
                item.invalidation.replay ? ", replay" : "");
   }
   if (app_rejected_.exchange(false)) log::info("Soketi accepts the app's credentials again; publishing resumed");

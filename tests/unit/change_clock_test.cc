@@ -49,7 +49,6 @@ TEST_CASE("of two changes in one millisecond the larger seq wins, whatever the o
   Invalidation older;
   older.cache_key = "r:30";
   older.seq = 100;
-  older.invalidated_at_ms = 7;
   older.action = "update";
   older.data_json = R"({"v":"x"})";
   Invalidation newer = older;

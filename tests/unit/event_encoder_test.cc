@@ -7,7 +7,6 @@ using namespace bridge;
 TEST_CASE("event data carries what is known, in the seed's field names") {
   Invalidation inv;
   inv.cache_key = "posts:1";
-  inv.invalidated_at_ms = 1700000000123;
   inv.seq = 1700000000122456;
   CHECK(encode_event_data(inv, 1000) ==
         R"({"cacheKey":"posts:1","invalidatedAt":1700000000123,"seq":1700000000122456})");
@@ -24,7 +23,6 @@ TEST_CASE("event data carries what is known, in the seed's field names") {
 TEST_CASE("row data is dropped when the event would exceed Soketi's payload limit") {
   Invalidation inv;
   inv.cache_key = "posts:1";
-  inv.invalidated_at_ms = 1;
   inv.seq = 2;
   inv.data_json = "\"" + std::string(500, 'x') + "\"";
   std::string small = encode_event_data(inv, 200);
@@ -43,12 +41,10 @@ TEST_CASE("snapshot body") {
   Invalidation a;
   a.cache_key = "posts:1";
   a.seq = 1999;
-  a.invalidated_at_ms = 2;
   a.table = "posts";
   Invalidation b;
   b.cache_key = "home";
   b.seq = 3000;
-  b.invalidated_at_ms = 4;
   CHECK(encode_snapshot("invalidations", {a, b}, false) ==
         R"({"channel":"invalidations","invalidations":[{"cacheKey":"posts:1","invalidatedAt":2,"seq":1999,"table":"posts"},{"cacheKey":"home","invalidatedAt":4,"seq":3000}],"truncated":false})");
 }

@@ -29,7 +29,7 @@ TEST_CASE("a JSON payload without cache_key is keyed <table>:<id>") {
   CHECK(r.invalidation->id_json == "7");
   CHECK(r.invalidation->data_json == R"({"id":7,"title":"x"})");
   // The payload's clock reading is reported, never taken as the change's time.
-  CHECK(r.invalidation->invalidated_at_ms == 0);
+  CHECK(r.invalidation->seq == 0);
   CHECK(r.claimed_at_ms == 1699999999999);
 
   auto string_id = map_notification(R"({"table":"users","action":"delete","id":"u-1"})");
