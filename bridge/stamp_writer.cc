@@ -61,9 +61,9 @@ bool StampWriter::record(const std::string& channel, const Invalidation& invalid
     // A new key needs room; one already waiting is only overwritten.
     written_.wait(lock, [&] { return closed_ || pending_.size() < max_pending_; });
     if (closed_) return false;
-    it = pending_.emplace(invalidation.cache_key, store::StampRow{invalidation.cache_key, {}, {}, 0}).first;
+    it = pending_.try_emplace(invalidation.cache_key).first;
   }
-  store::StampRow& row = it->second;
+  Pending& row = it->second;
   if (invalidation.seq > row.seq) {
     row.channel = channel;
     row.table = invalidation.table;
@@ -104,8 +104,11 @@ void StampWriter::run() {
       // (a flush() then never waits behind a steady stream of new stamps).
       batch.clear();
       batch.reserve(pending_.size());
-      for (auto& [key, row] : pending_) batch.push_back(std::move(row));
-      pending_.clear();
+      while (!pending_.empty()) {
+        auto node = pending_.extract(pending_.begin());
+        Pending& row = node.mapped();
+        batch.push_back({std::move(node.key()), std::move(row.channel), std::move(row.table), row.seq});
+      }
       covers = recorded_;
       written_.notify_all();  // room for record()
     }
@@ -142,8 +145,10 @@ void StampWriter::run() {
     conn.reset();
     metrics_.stamps_written += written;
     for (auto it = batch.begin() + static_cast<std::ptrdiff_t>(written); it != batch.end(); ++it) {
-      auto [waiting, inserted] = pending_.try_emplace(it->cache_key, *it);
-      if (!inserted && waiting->second.seq < it->seq) waiting->second = std::move(*it);
+      auto [waiting, inserted] = pending_.try_emplace(it->cache_key);
+      if (inserted || waiting->second.seq < it->seq) {
+        waiting->second = Pending{std::move(it->channel), std::move(it->table), it->seq};
+      }
     }
     if (!stopping_) work_.wait_for(lock, kRetryDelay, [&] { return stopping_; });
   }

@@ -61,7 +61,12 @@ class StampWriter {
   std::condition_variable work_;     // signalled on record() and stop()
   std::condition_variable written_;  // signalled when a batch is written, or on stop()
   // State below is protected by mutex_.
-  std::unordered_map<std::string, store::StampRow> pending_;  // by cache key
+  struct Pending {
+    std::string channel;
+    std::string table;
+    int64_t seq = 0;
+  };
+  std::unordered_map<std::string, Pending> pending_;  // by cache key (held once, as the map's key)
   uint64_t recorded_ = 0;  // record() calls so far
   uint64_t durable_ = 0;   // every record() up to this count is written
   bool closed_ = false;  // close() or stop() was called
