@@ -156,7 +156,11 @@ describe('hardening: secrets and replayed webhooks', () => {
     const mark = sub.events.length;
     const second = await stack.useBridge(env);
     await listening();
-    await sleep(2000);
+    // Past its startup (the replay to the occupied channel has arrived), then a moment for any
+    // re-send still on its way.
+    await waitUntil(() => sub.events.slice(mark).filter((e) => e.data?.replay === true &&
+      /^h:6\d{3}$/.test(e.data.cacheKey)).length >= 300, 15000, { message: 'the startup replay arrived' });
+    await sleep(500);
     const ours = sub.events.slice(mark).filter((e) => /^h:6\d{3}$/.test(e.data?.cacheKey ?? ''));
     const resent = ours.filter((e) => e.data.replay !== true).length;
     const replayed = ours.length - resent;
@@ -177,17 +181,22 @@ describe('hardening: secrets and replayed webhooks', () => {
     const sub = await stack.subscribe('invalidations');
     t.after(() => sub.disconnect());
     const keys = Array.from({ length: 3000 }, (_, i) => `hb:${i}`);
-    await db.query(`DO $$ BEGIN FOR i IN 0..2999 LOOP INSERT INTO hb VALUES (i, repeat('x', 2000)); COMMIT; END LOOP; END $$`);
+    // Written while the bridge runs (and, should the machine be slow, still after its SIGKILL).
+    const writing = db.query(`DO $$ BEGIN FOR i IN 0..2999 LOOP INSERT INTO hb VALUES (i, repeat('x', 2000)); COMMIT; END LOOP; END $$`);
     // Kill the moment the cursor has passed a change no subscriber has seen (what a timer-based
-    // cursor does), or after 6 s.
+    // cursor does), or once a third has arrived: mid-burst by construction, however fast or
+    // slow the machine (the pace of 300 a second leaves most still to come).
     const passedUnseen = async () => {
       const r = await db.query(`SELECT s.cache_key FROM cache_invalidated_at s, cache_bridge_cursor c
                                  WHERE c.name = 'barrier' AND s.table_name = 'hb' AND s.writer_xid < c.resume_xid`);
       return r.rows.some((row) => !sub.events.some(isInvalidation(row.cache_key)));
     };
-    await waitUntil(passedUnseen, 6000, { intervalMs: 100 }).catch(() => {});
-    const received = keys.filter((key) => sub.events.some(isInvalidation(key))).length;
+    const delivered = () => keys.filter((key) => sub.events.some(isInvalidation(key))).length;
+    await waitUntil(async () => delivered() >= 1000 || passedUnseen(), 60000, { intervalMs: 100,
+      message: 'a third of the burst delivered' });
+    const received = delivered();
     await slow.stop({ signal: 'SIGKILL' });
+    await writing;
     t.diagnostic(`before SIGKILL: ${received} of 3,000 delivered`);
     assert.ok(received < 3000, 'the bridge was still behind when killed (else this proves nothing)');
 
