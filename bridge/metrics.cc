@@ -92,7 +92,7 @@ std::string Metrics::render(const std::string& version) const {
                      "fraction used (COMMITs that NOTIFY fail at 1).\n"
                      "# TYPE cache_bridge_pg_notification_queue_usage gauge\n"
                      "cache_bridge_pg_notification_queue_usage {}\n",
-                     static_cast<double>(notify_queue_usage_ppm.load()) / 1e6);
+                     notify_queue_usage.load());
   out += publish_lag.render("cache_bridge_commit_to_publish_seconds");
   return out;
 }

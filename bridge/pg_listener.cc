@@ -86,7 +86,7 @@ bool PgListener::ready(std::string* reason) const {
     *reason = "PostgreSQL LISTEN connection has not answered for 15 s";
     return false;
   }
-  if (double usage = notify_queue_usage_; usage > kNotifyQueueAlert) {
+  if (double usage = metrics_.notify_queue_usage; usage > kNotifyQueueAlert) {
     *reason = fmt::format("PostgreSQL's notification queue is {:.0f}% full (writers' COMMITs fail at 100%)",
                           usage * 100);
     return false;
@@ -228,8 +228,7 @@ Status PgListener::receive_until_broken() {
       // PostgreSQL's notification queue is: once full, every NOTIFYing COMMIT fails.
       PgResultPtr usage;
       if (auto s = pg_exec(conn_.get(), "SELECT pg_notification_queue_usage()", &usage); !s) return s;
-      notify_queue_usage_ = std::strtod(PQgetvalue(usage.get(), 0, 0), nullptr);
-      metrics_.notify_queue_usage_ppm = static_cast<int64_t>(notify_queue_usage_ * 1e6);
+      metrics_.notify_queue_usage = std::strtod(PQgetvalue(usage.get(), 0, 0), nullptr);
       last_verified_ms_ = steady_ms();
       next_verify = now + kVerifyInterval;
     }

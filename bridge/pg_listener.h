@@ -105,7 +105,6 @@ class PgListener {
   bool finish_answered_ = false;    // protected by finish_mutex_: seen, or no barrier possible
   std::atomic<bool> connected_{false};
   std::atomic<int64_t> last_verified_ms_{0};  // steady clock
-  std::atomic<double> notify_queue_usage_{0};  // pg_notification_queue_usage(), 0..1
 
   // Owned by the listener thread (and by save_final_cursor() once it is joined).
   PgConnPtr conn_;
