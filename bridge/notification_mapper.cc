@@ -41,7 +41,46 @@ std::optional<std::string> key_error(std::string_view key) {
   return std::nullopt;
 }
 
-MappingResult fail(std::string why) { return {std::nullopt, std::move(why), std::nullopt}; }
+MappingResult fail(std::string why) { return {{}, std::move(why), std::nullopt}; }
+
+bool known_action(std::string_view action) {
+  return action == "insert" || action == "update" || action == "delete" || action == "truncate";
+}
+
+// The ids of {"table","action","ids":[...]}, one invalidation each, sharing `base` (table,
+// action). `raw` is the payload parsed with numbers as strings: a number's key is its text as
+// written, not as RapidJSON would print the double it reads.
+MappingResult map_ids(const rapidjson::Value& ids, const rapidjson::Value& raw, const Invalidation& base) {
+  if (!ids.IsArray()) return fail("\"ids\" is not an array");
+  if (ids.Empty()) return fail("\"ids\" is empty");
+  if (base.table.empty()) return fail("\"ids\" without \"table\"");
+  MappingResult out;
+  out.invalidations.reserve(ids.Size());
+  size_t skipped = 0;
+  for (rapidjson::SizeType i = 0; i < ids.Size(); ++i) {
+    const auto& id = ids[i];
+    std::string where = "\"ids\"[" + std::to_string(i) + "]";
+    if (!id.IsString() && !id.IsNumber()) return fail(where + " is not a string or number");
+    if (id.IsNumber() && !to_json(id)) return fail(where + " is not a finite number");
+    Invalidation inv = base;
+    std::string text = string_of(raw[i]);
+    if (id.IsString()) {
+      auto quoted = to_json(id);
+      if (!quoted) return fail(where + " is not a string or number");
+      inv.id_json = std::move(*quoted);
+    } else {
+      inv.id_json = text;
+    }
+    inv.cache_key = base.table + ":" + text;
+    if (auto error = key_error(inv.cache_key)) {
+      if (skipped++ == 0) out.error = where + ": " + *error;
+      continue;
+    }
+    out.invalidations.push_back(std::move(inv));
+  }
+  if (skipped > 1) out.error += " (and " + std::to_string(skipped - 1) + " more ids skipped)";
+  return out;
+}
 
 MappingResult map_json(std::string_view payload) {
   rapidjson::Document doc;
@@ -65,10 +104,22 @@ MappingResult map_json(std::string_view payload) {
     if (!it->value.IsString()) return fail("\"action\" is not a string");
     std::string action = string_of(it->value);
     std::transform(action.begin(), action.end(), action.begin(), ::tolower);
-    if (action != "insert" && action != "update" && action != "delete") {
-      return fail("unknown action \"" + action.substr(0, 20) + "\"");
-    }
+    if (!known_action(action)) return fail("unknown action \"" + action.substr(0, 20) + "\"");
     inv.action = action;
+  }
+  // Only reported (see MappingResult): a malformed one costs nothing, the change still goes out.
+  if (auto it = doc.FindMember("invalidated_at"); it != doc.MemberEnd() && it->value.IsInt64()) {
+    claimed_at_ms = it->value.GetInt64();
+  }
+  if (auto ids = doc.FindMember("ids"); ids != doc.MemberEnd()) {
+    for (const char* other : {"id", "cache_key", "data"}) {
+      if (doc.HasMember(other)) return fail(std::string("\"ids\" with \"") + other + "\"");
+    }
+    rapidjson::Document raw;
+    raw.Parse<rapidjson::kParseNumbersAsStringsFlag>(payload.data(), payload.size());
+    MappingResult out = map_ids(ids->value, raw["ids"], inv);
+    out.claimed_at_ms = claimed_at_ms;
+    return out;
   }
   if (auto it = doc.FindMember("cache_key"); it != doc.MemberEnd()) {
     if (!it->value.IsString()) return fail("\"cache_key\" is not a string");
@@ -77,13 +128,9 @@ MappingResult map_json(std::string_view payload) {
     const auto& id = doc["id"];
     inv.cache_key = inv.table + ":" + (id.IsString() ? string_of(id) : inv.id_json);
   } else {
-    return fail("JSON payload has neither \"cache_key\" nor \"table\" and \"id\"");
+    return fail("JSON payload has neither \"cache_key\" nor \"table\" and \"id\" or \"ids\"");
   }
   if (auto error = key_error(inv.cache_key)) return fail(*error);
-  // Only reported (see MappingResult): a malformed one costs nothing, the change still goes out.
-  if (auto it = doc.FindMember("invalidated_at"); it != doc.MemberEnd() && it->value.IsInt64()) {
-    claimed_at_ms = it->value.GetInt64();
-  }
   if (auto it = doc.FindMember("data"); it != doc.MemberEnd() && !it->value.IsNull()) {
     // Row data JSON cannot carry (a number out of range) is left out; the change still goes.
     if (auto data = to_json(it->value)) {
@@ -95,7 +142,10 @@ MappingResult map_json(std::string_view payload) {
   if (auto it = doc.FindMember("data_omitted"); it != doc.MemberEnd()) {
     inv.data_omitted = inv.data_omitted || (it->value.IsBool() && it->value.GetBool());
   }
-  return {std::move(inv), {}, claimed_at_ms};
+  MappingResult out;
+  out.invalidations.push_back(std::move(inv));
+  out.claimed_at_ms = claimed_at_ms;
+  return out;
 }
 
 }  // namespace
@@ -150,7 +200,9 @@ MappingResult map_notification(std::string_view payload) {
   if (size_t colon = inv.cache_key.find(':'); colon != std::string::npos && colon > 0) {
     inv.table = inv.cache_key.substr(0, colon);
   }
-  return {std::move(inv), {}, std::nullopt};
+  MappingResult out;
+  out.invalidations.push_back(std::move(inv));
+  return out;
 }
 
 }  // namespace bridge

@@ -245,20 +245,22 @@ void PgListener::handle_notification(const PGnotify& notify) {
     ++it->second;
   }
   MappingResult mapped = map_notification(payload);
-  if (!mapped.invalidation) {
+  if (!mapped.error.empty()) {
+    // Refused, or (a many-keys payload) some of its ids skipped: counted once either way.
     ++metrics_.notifications_invalid;
-    log::warn("skipped notification on {}: {}: \"{}\"", channel, mapped.error, log::excerpt(payload));
-    return;
+    log::warn("skipped {}notification on {}: {}: \"{}\"", mapped.invalidations.empty() ? "" : "part of a ",
+              channel, mapped.error, log::excerpt(payload));
+    if (mapped.invalidations.empty()) return;
   }
   // The payload's claim is never used; one from the future is a forged or misconfigured
   // sender, so say so.
   if (mapped.claimed_at_ms && *mapped.claimed_at_ms > epoch_ms() + config_.clock_margin.count()) {
     ++metrics_.payload_timestamps_clamped;
     log::warn("notification on {} for \"{}\" claims invalidated_at {}, later than its receipt: "
-              "stamped at receipt instead", channel, log::excerpt(mapped.invalidation->cache_key),
+              "stamped at receipt instead", channel, log::excerpt(mapped.invalidations.front().cache_key),
               *mapped.claimed_at_ms);
   }
-  push(std::move(*mapped.invalidation));
+  for (Invalidation& invalidation : mapped.invalidations) push(std::move(invalidation));
 }
 
 void PgListener::push(Invalidation invalidation) {

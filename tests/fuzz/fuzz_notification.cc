@@ -1,5 +1,6 @@
 // libFuzzer: a NOTIFY payload through map_notification, then encode_event_data and the
-// channel rule (expand_channel) for what it maps to, as the listener and publisher use them.
+// channel rule (expand_channel) for each invalidation it maps to (one, or one per id of an
+// `ids` payload), as the listener and publisher use them.
 #include <rapidjson/document.h>
 
 #include <cctype>
@@ -36,20 +37,10 @@ std::optional<std::string> named_key(std::string_view payload) {
   return std::string(key->value.GetString(), key->value.GetStringLength());
 }
 
-}  // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::string_view payload(reinterpret_cast<const char*>(data), size);
-  bridge::MappingResult mapped = bridge::map_notification(payload);
-  if (!mapped.invalidation) {
-    FUZZ_CHECK(!mapped.error.empty());
-    return 0;
-  }
-  bridge::Invalidation inv = *mapped.invalidation;
+// What the listener and publisher do with one mapped invalidation must hold for every one.
+void check_invalidation(bridge::Invalidation inv) {
   FUZZ_CHECK(!inv.cache_key.empty() && inv.cache_key.size() <= 1024);
   FUZZ_CHECK(inv.seq == 0);
-  // The key a payload names is the key invalidated, byte for byte, or the payload is refused.
-  if (auto key = named_key(payload)) FUZZ_CHECK(inv.cache_key == *key);
 
   inv.seq = 1'700'000'000'000'042;
   // Small enough that large rows take the dataOmitted path.
@@ -73,5 +64,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     batch.Parse(body.data(), body.size());
     FUZZ_CHECK(!batch.HasParseError() && batch.IsObject());
   }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string_view payload(reinterpret_cast<const char*>(data), size);
+  bridge::MappingResult mapped = bridge::map_notification(payload);
+  if (mapped.invalidations.empty()) {
+    FUZZ_CHECK(!mapped.error.empty());
+    return 0;
+  }
+  // The key a payload names is the key invalidated, byte for byte, or the payload is refused.
+  if (auto key = named_key(payload)) FUZZ_CHECK(mapped.invalidations.size() == 1 && mapped.invalidations[0].cache_key == *key);
+  // An ids payload yields at most one invalidation per byte of payload.
+  FUZZ_CHECK(mapped.invalidations.size() <= payload.size());
+  for (bridge::Invalidation inv : mapped.invalidations) check_invalidation(std::move(inv));
   return 0;
 }
