@@ -168,55 +168,503 @@ BEGIN
 END;
 $$;
 
--- Attaches (or re-attaches) the trigger to a table. style: 'json' or 'text'. row_data (JSON
--- style only) puts the row in every event: whoever may subscribe to the channel reads it (on
--- a public channel, anyone with the app key), so opt in only for private- channels.
-DROP FUNCTION IF EXISTS cache_invalidation_attach(regclass, text, text, text);  -- before row_data
-CREATE OR REPLACE FUNCTION cache_invalidation_attach(
-    target regclass, key_column text DEFAULT 'id', style text DEFAULT 'json',
-    notify_channel text DEFAULT NULL, row_data boolean DEFAULT false)
+-- Which tables are attached, and how: written by cache_invalidation_attach/_detach, read by the
+-- bridge's WAL source (which tables, which key column). table_name is the name cache keys and
+-- events carry: the relname for a table in schema public, schema.relname otherwise (so two
+-- tables named posts in two schemas get different keys; public keeps the names of before).
+CREATE TABLE IF NOT EXISTS cache_invalidation_table (
+    relid          regclass PRIMARY KEY,
+    table_name     text     NOT NULL,
+    key_column     name     NOT NULL,
+    source         text     NOT NULL CHECK (source IN ('notify', 'wal')),
+    style          text,                     -- json or text (notify); NULL for wal
+    row_data       boolean  NOT NULL DEFAULT false,
+    publication    name,                     -- wal: the publication the table is a member of
+    notify_channel text                      -- notify: the NOTIFY channel
+);
+
+-- The name a table's cache keys and events carry (see cache_invalidation_table.table_name).
+CREATE OR REPLACE FUNCTION cache_invalidation_table_name(target regclass)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN n.nspname = 'public' THEN c.relname::text ELSE n.nspname || '.' || c.relname END
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = target;
+$$;
+
+-- The lean triggers (statement-level, one per event, with transition tables) hand their keys
+-- here: p_new and p_old are the DISTINCT non-NULL keys of the new and old rows as JSON text
+-- (to_jsonb(key)::text), read from the transition tables without the rest of the row.
+-- Records every key in one UPSERT in key order (two statements lock the store's rows in the
+-- same order, so they cannot deadlock on them), then NOTIFYs. An old key no new row carries
+-- (a DELETE, or an UPDATE that changed the key) goes out as a delete.
+-- p_style: 'json' (ids payloads, split under NOTIFY's 8000 bytes), 'text' (one NOTIFY per key,
+-- the key itself), 'rows' (the caller NOTIFYs each row with its data; here only the old keys
+-- of an UPDATE that changed them).
+CREATE OR REPLACE FUNCTION cache_invalidation_changed(
+    p_table text, p_channel text, p_style text, p_action text, p_new text[], p_old text[])
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    gone text[];
+    id   text;
+    key  text;
+BEGIN
+    IF coalesce(cardinality(p_new), 0) + coalesce(cardinality(p_old), 0) = 0 THEN
+        RETURN;
+    END IF;
+    INSERT INTO cache_invalidated_at AS s (cache_key, table_name, invalidated_at, writer_xid)
+    SELECT k, p_table, clock_timestamp(), pg_current_xact_id()
+      FROM (SELECT DISTINCT p_table || ':' || (j::jsonb #>> '{}') AS k
+              FROM unnest(coalesce(p_new, '{}') || coalesce(p_old, '{}')) AS j) AS keys
+     ORDER BY k
+    ON CONFLICT (cache_key) DO UPDATE
+        SET invalidated_at = greatest(s.invalidated_at, excluded.invalidated_at),
+            table_name     = excluded.table_name,
+            writer_xid     = excluded.writer_xid;
+
+    gone := CASE WHEN p_action = 'delete' THEN p_old
+                 ELSE ARRAY(SELECT unnest(p_old) EXCEPT SELECT unnest(p_new)) END;
+    IF p_style = 'json' THEN
+        PERFORM cache_invalidation_notify_ids(p_channel, p_table, 'delete', gone);
+        IF p_action <> 'delete' THEN
+            PERFORM cache_invalidation_notify_ids(p_channel, p_table, p_action, p_new);
+        END IF;
+    ELSIF p_style = 'text' THEN
+        FOR key IN
+            SELECT p_table || ':' || (j::jsonb #>> '{}') FROM unnest(gone) AS j
+            UNION ALL
+            SELECT p_table || ':' || (j::jsonb #>> '{}') FROM unnest(p_new) AS j WHERE p_action <> 'delete'
+        LOOP
+            PERFORM cache_invalidation_notify_key(p_channel, key, key);
+        END LOOP;
+    ELSIF p_style = 'rows' AND p_action = 'update' THEN
+        FOREACH id IN ARRAY gone LOOP
+            key := p_table || ':' || (id::jsonb #>> '{}');
+            PERFORM cache_invalidation_notify_key(p_channel, key, jsonb_build_object(
+                'table', p_table, 'action', 'delete', 'id', id::jsonb, 'cache_key', key)::text);
+        END LOOP;
+    END IF;
+END;
+$$;
+
+-- NOTIFY of one payload about `key`, unless it cannot be sent: NOTIFY refuses 8000 bytes or
+-- more, which would fail the user's write. Only a key of kilobytes gets there; the bridge would
+-- refuse it anyway. The store row stays, so replay still serves it.
+CREATE OR REPLACE FUNCTION cache_invalidation_notify_key(p_channel text, p_key text, p_payload text)
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF octet_length(p_payload) >= 8000 THEN
+        RAISE WARNING 'cache invalidation: key of % bytes is too long to NOTIFY', octet_length(p_key);
+        RETURN;
+    END IF;
+    PERFORM pg_notify(p_channel, p_payload);
+END;
+$$;
+
+-- {"table":...,"action":...,"ids":[...]}: as few NOTIFYs as fit the ids, each under 8000 bytes.
+-- p_ids: JSON texts of the ids. The ids starting at byte offsets [c*w, (c+1)*w) of their
+-- comma-joined list form payload c, with w = room - longest + 1: a payload then holds less than
+-- w + longest bytes of ids, which fits. An id too long for a payload of its own is left out
+-- with a warning (its store row stays).
+CREATE OR REPLACE FUNCTION cache_invalidation_notify_ids(
+    p_channel text, p_table text, p_action text, p_ids text[])
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    head    text := '{"table":' || to_json(p_table)::text || ',"action":' || to_json(p_action)::text || ',"ids":[';
+    room    int  := 7999 - octet_length(head) - 2;  -- bytes for the ids and their commas
+    id      text;
+    payload text;
+BEGIN
+    IF coalesce(cardinality(p_ids), 0) = 0 THEN
+        RETURN;
+    END IF;
+    FOR id IN SELECT j FROM unnest(p_ids) AS j WHERE octet_length(j) > room LOOP
+        RAISE WARNING 'cache invalidation: key of % bytes is too long to NOTIFY',
+            octet_length(p_table || ':' || (id::jsonb #>> '{}'));
+    END LOOP;
+    FOR payload IN
+        WITH fit AS (
+            SELECT n, j, octet_length(j) + 1 AS len
+              FROM unnest(p_ids) WITH ORDINALITY AS u(j, n)
+             WHERE octet_length(j) <= room),
+        placed AS (
+            SELECT n, j, (sum(len) OVER (ORDER BY n) - len) / greatest(room + 1 - max(len) OVER (), 1) AS chunk
+              FROM fit)
+        SELECT head || string_agg(j, ',' ORDER BY n) || ']}' FROM placed GROUP BY chunk ORDER BY chunk
+    LOOP
+        PERFORM pg_notify(p_channel, payload);
+    END LOOP;
+END;
+$$;
+
+-- JSON style with row data: one NOTIFY per row, {"table","action","id","cache_key","data"}, as
+-- the row triggers sent (data dropped for "data_omitted": true above 8000 bytes). A row
+-- whose key is NULL has no cache entry: nothing to send.
+CREATE OR REPLACE FUNCTION cache_invalidation_notify_row(
+    p_channel text, p_table text, p_action text, p_key_column text, p_row jsonb)
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    key     text := p_table || ':' || (p_row ->> p_key_column);
+    payload text;
+BEGIN
+    IF p_row ->> p_key_column IS NULL THEN
+        RETURN;
+    END IF;
+    payload := jsonb_build_object('table', p_table, 'action', p_action, 'id', p_row -> p_key_column,
+                                  'cache_key', key, 'data', p_row)::text;
+    IF octet_length(payload) >= 8000 THEN
+        payload := jsonb_build_object('table', p_table, 'action', p_action, 'id', p_row -> p_key_column,
+                                      'cache_key', key, 'data_omitted', true)::text;
+    END IF;
+    PERFORM cache_invalidation_notify_key(p_channel, key, payload);
+END;
+$$;
+
+-- TRUNCATE: every key of the table is stale. One store row and one NOTIFY for the cache key
+-- that is the table's name: {"table":"posts","action":"truncate","cache_key":"posts"} (JSON
+-- style), "posts" (text style).
+CREATE OR REPLACE FUNCTION cache_invalidation_truncated(p_table text, p_channel text, p_style text)
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM cache_invalidation_record(p_table, p_table);
+    PERFORM cache_invalidation_notify_key(p_channel, p_table, CASE WHEN p_style = 'text' THEN p_table ELSE
+        jsonb_build_object('table', p_table, 'action', 'truncate', 'cache_key', p_table)::text END);
+END;
+$$;
+
+-- The relations a table's triggers go on: the table, and for a partitioned table every
+-- partition below it too (a statement-level trigger fires only for the table a statement
+-- names: the root's for writes through the root, a partition's for writes straight to it).
+CREATE OR REPLACE FUNCTION cache_invalidation_tree(target regclass)
+RETURNS SETOF regclass LANGUAGE sql STABLE AS $$
+    SELECT target
+    UNION
+    SELECT t.relid FROM pg_partition_tree(target) AS t
+      JOIN pg_class c ON c.oid = t.relid
+     WHERE c.relkind IN ('r', 'p');
+$$;
+
+-- Removes what attach put on a table for the notify source: the row trigger of before
+-- (cache_invalidation), the statement triggers, and the generated trigger function.
+CREATE OR REPLACE FUNCTION cache_invalidation_drop_triggers(target regclass)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    trigger_function text;
+    rel regclass;
+    trg name;
+    fn  regprocedure := to_regprocedure(format('%I.%I()', current_schema(), 'cache_invalidation_t' || target::oid));
 BEGIN
-    IF style NOT IN ('json', 'text') THEN
-        RAISE EXCEPTION 'cache_invalidation_attach: style must be json or text, not %', style;
+    FOR rel, trg IN
+        SELECT t.tgrelid::regclass, t.tgname FROM pg_trigger t
+         WHERE t.tgrelid IN (SELECT cache_invalidation_tree(target)) AND NOT t.tgisinternal
+           AND t.tgname IN ('cache_invalidation', 'cache_invalidation_insert', 'cache_invalidation_update',
+                            'cache_invalidation_delete', 'cache_invalidation_truncate')
+    LOOP
+        EXECUTE format('DROP TRIGGER %I ON %s', trg, rel);
+    END LOOP;
+    IF fn IS NOT NULL THEN
+        EXECUTE format('DROP FUNCTION %s', fn);
     END IF;
-    IF row_data AND style <> 'json' THEN
-        RAISE EXCEPTION 'cache_invalidation_attach: row_data needs the json style';
+END;
+$$;
+
+-- Takes a table out of the publication it was attached to with source wal, if it is a member.
+CREATE OR REPLACE FUNCTION cache_invalidation_unpublish(target regclass, pub name)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF pub IS NOT NULL AND EXISTS (
+            SELECT 1 FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid
+             WHERE p.pubname = pub AND r.prrelid = target) THEN
+        EXECUTE format('ALTER PUBLICATION %I DROP TABLE %s', pub, target);
+    END IF;
+END;
+$$;
+
+-- Fails unless the replica identity of every table holding the rows (the table, or each leaf
+-- partition) covers key_column, so that a DELETE or a key change carries the old key in the WAL.
+CREATE OR REPLACE FUNCTION cache_invalidation_check_replica_identity(target regclass, key_column text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    rel     regclass;
+    ident   "char";
+    covered boolean;
+BEGIN
+    FOR rel, ident IN
+        SELECT c.oid, c.relreplident FROM cache_invalidation_tree(target) AS t(relid)
+          JOIN pg_class c ON c.oid = t.relid WHERE c.relkind = 'r'
+    LOOP
+        covered := CASE ident
+            WHEN 'f' THEN true
+            WHEN 'n' THEN false
+            ELSE EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a
+                                    ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+                          WHERE i.indrelid = rel AND a.attname = key_column
+                            AND CASE ident WHEN 'd' THEN i.indisprimary ELSE i.indisreplident END)
+        END;
+        IF NOT covered THEN
+            RAISE EXCEPTION 'cache_invalidation_attach: the replica identity of % does not cover column %', rel, key_column
+                USING DETAIL = format('Replica identity %s: a DELETE, or an UPDATE that changes %I, would not carry the old key in the WAL.',
+                                      CASE ident WHEN 'd' THEN 'default (the primary key'
+                                                        || CASE WHEN EXISTS (SELECT 1 FROM pg_index WHERE indrelid = rel AND indisprimary)
+                                                                THEN ')' ELSE ', and there is none)' END
+                                                    WHEN 'i' THEN 'USING INDEX' ELSE 'NOTHING' END, key_column),
+                      HINT = format('ALTER TABLE %s REPLICA IDENTITY FULL, or ALTER TABLE %s REPLICA IDENTITY USING INDEX <a unique index on NOT NULL columns including %I>.',
+                                    rel, rel, key_column);
+        END IF;
+    END LOOP;
+END;
+$$;
+
+-- Attaches (or re-attaches) a table. style:
+--   'json' (default): statement-level triggers NOTIFY {"table","action","ids":[...]} on
+--     notify_channel (default cache_invalidation); with row_data => true one NOTIFY per row
+--     with the row in "data" (whoever may subscribe to the channel reads it: on a public
+--     channel anyone with the app key; opt in only for private- channels).
+--   'text': one NOTIFY per key, the key itself, on notify_channel (default data_change_notification).
+--   'wal': no trigger: the table joins `publication` (created if missing) for the bridge's WAL
+--     source, whose DELETEs and key changes need a replica identity that covers key_column.
+-- Rerun it on a table attached by an older version to switch it to the lean triggers.
+DROP FUNCTION IF EXISTS cache_invalidation_attach(regclass, text, text, text);           -- before row_data
+DROP FUNCTION IF EXISTS cache_invalidation_attach(regclass, text, text, text, boolean);  -- before wal
+CREATE OR REPLACE FUNCTION cache_invalidation_attach(
+    target regclass, key_column text DEFAULT 'id', style text DEFAULT 'json',
+    notify_channel text DEFAULT NULL, row_data boolean DEFAULT false,
+    publication name DEFAULT 'cache_invalidation')
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    table_name text := cache_invalidation_table_name(target);
+    previous   cache_invalidation_table;
+    fn         text := 'cache_invalidation_t' || target::oid;
+    rel        regclass;
+    body       text;
+BEGIN
+    IF style IS NULL OR style NOT IN ('json', 'text', 'wal') THEN
+        RAISE EXCEPTION 'cache_invalidation_attach: style must be json, text or wal, not %', style;
+    END IF;
+    IF row_data AND style = 'text' THEN
+        RAISE EXCEPTION 'cache_invalidation_attach: row_data needs the json style (or wal)';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_attribute
                    WHERE attrelid = target AND attname = key_column AND attnum > 0 AND NOT attisdropped) THEN
         RAISE EXCEPTION 'cache_invalidation_attach: % has no column %', target, key_column;
     END IF;
-    trigger_function := 'cache_invalidation_notify_' || style;
+    PERFORM cache_invalidation_forget_dropped();
+    SELECT * INTO previous FROM cache_invalidation_table t WHERE t.relid = target;
+
+    IF style = 'wal' THEN
+        PERFORM cache_invalidation_check_replica_identity(target, key_column);
+        PERFORM cache_invalidation_drop_triggers(target);
+        IF previous.publication IS DISTINCT FROM publication THEN
+            PERFORM cache_invalidation_unpublish(target, previous.publication);
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = publication) THEN
+            EXECUTE format('CREATE PUBLICATION %I WITH (publish_via_partition_root = true)', publication);
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_publication p WHERE p.pubname = publication
+                          AND (p.puballtables OR EXISTS (SELECT 1 FROM pg_publication_rel r
+                                                          WHERE r.prpubid = p.oid AND r.prrelid = target))) THEN
+            EXECUTE format('ALTER PUBLICATION %I ADD TABLE %s', publication, target);
+        END IF;
+        IF current_setting('wal_level') <> 'logical' THEN
+            RAISE WARNING 'cache_invalidation_attach: wal_level is %, not logical: the WAL source cannot read % until it is',
+                current_setting('wal_level'), target
+                USING HINT = 'ALTER SYSTEM SET wal_level = logical, then restart PostgreSQL.';
+        END IF;
+        INSERT INTO cache_invalidation_table AS t
+               (relid, table_name, key_column, source, style, row_data, publication, notify_channel)
+        VALUES (target, table_name, key_column, 'wal', NULL, row_data, publication, NULL)
+        ON CONFLICT (relid) DO UPDATE SET table_name = excluded.table_name, key_column = excluded.key_column,
+            source = excluded.source, style = excluded.style, row_data = excluded.row_data,
+            publication = excluded.publication, notify_channel = excluded.notify_channel;
+        RETURN;
+    END IF;
+
     notify_channel := coalesce(notify_channel,
         CASE style WHEN 'json' THEN 'cache_invalidation' ELSE 'data_change_notification' END);
-    EXECUTE format('DROP TRIGGER IF EXISTS cache_invalidation ON %s', target);
-    EXECUTE format('CREATE TRIGGER cache_invalidation AFTER INSERT OR UPDATE OR DELETE ON %s '
-                   'FOR EACH ROW EXECUTE FUNCTION %I(%L, %L, %L, %L)',
-                   target, trigger_function, key_column, notify_channel,
-                   (SELECT relname FROM pg_class WHERE oid = target),
-                   CASE WHEN row_data THEN 'row_data' ELSE 'keys' END);
+    -- Only the key column is read from the transition tables (no row is detoasted), except
+    -- for row data, which is the opt-in that costs the row.
+    body := CASE WHEN row_data THEN format($f$
+DECLARE
+    new_ids text[];
+    old_ids text[];
+    r       jsonb;
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        PERFORM cache_invalidation_truncated(%2$L, %3$L, 'json');
+        RETURN NULL;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        SELECT array_agg(DISTINCT to_jsonb(n.%1$I)::text) INTO new_ids FROM new_rows n WHERE n.%1$I IS NOT NULL;
+    END IF;
+    IF TG_OP <> 'INSERT' THEN
+        SELECT array_agg(DISTINCT to_jsonb(o.%1$I)::text) INTO old_ids FROM old_rows o WHERE o.%1$I IS NOT NULL;
+    END IF;
+    PERFORM cache_invalidation_changed(%2$L, %3$L, 'rows', lower(TG_OP), new_ids, old_ids);
+    IF TG_OP = 'DELETE' THEN
+        FOR r IN SELECT to_jsonb(o.*) FROM old_rows o WHERE o.%1$I IS NOT NULL LOOP
+            PERFORM cache_invalidation_notify_row(%3$L, %2$L, 'delete', %1$L, r);
+        END LOOP;
+    ELSE
+        FOR r IN SELECT to_jsonb(n.*) FROM new_rows n WHERE n.%1$I IS NOT NULL LOOP
+            PERFORM cache_invalidation_notify_row(%3$L, %2$L, lower(TG_OP), %1$L, r);
+        END LOOP;
+    END IF;
+    RETURN NULL;
+END
+$f$, key_column, table_name, notify_channel)
+    ELSE format($f$
+DECLARE
+    new_ids text[];
+    old_ids text[];
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        PERFORM cache_invalidation_truncated(%2$L, %3$L, %4$L);
+        RETURN NULL;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        SELECT array_agg(DISTINCT to_jsonb(n.%1$I)::text) INTO new_ids FROM new_rows n WHERE n.%1$I IS NOT NULL;
+    END IF;
+    IF TG_OP <> 'INSERT' THEN
+        SELECT array_agg(DISTINCT to_jsonb(o.%1$I)::text) INTO old_ids FROM old_rows o WHERE o.%1$I IS NOT NULL;
+    END IF;
+    PERFORM cache_invalidation_changed(%2$L, %3$L, %4$L, lower(TG_OP), new_ids, old_ids);
+    RETURN NULL;
+END
+$f$, key_column, table_name, notify_channel, style) END;
+
+    PERFORM cache_invalidation_drop_triggers(target);
+    IF previous.source = 'wal' THEN
+        PERFORM cache_invalidation_unpublish(target, previous.publication);
+    END IF;
+    -- Pinned like the shared functions, and run with the rights of whoever attached (the
+    -- installer): writers need no rights on the store, and nobody else may execute it.
+    EXECUTE format('CREATE FUNCTION %I.%I() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER '
+                   'SET search_path = %I, pg_temp AS %L', current_schema(), fn, current_schema(), body);
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION %I.%I() FROM PUBLIC', current_schema(), fn);
+    FOR rel IN SELECT cache_invalidation_tree(target) LOOP
+        -- A trigger with transition tables may have only one event: one trigger per event.
+        EXECUTE format('CREATE TRIGGER cache_invalidation_insert AFTER INSERT ON %s '
+                       'REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+                       rel, current_schema(), fn);
+        EXECUTE format('CREATE TRIGGER cache_invalidation_update AFTER UPDATE ON %s '
+                       'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+                       rel, current_schema(), fn);
+        EXECUTE format('CREATE TRIGGER cache_invalidation_delete AFTER DELETE ON %s '
+                       'REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()',
+                       rel, current_schema(), fn);
+        EXECUTE format('CREATE TRIGGER cache_invalidation_truncate AFTER TRUNCATE ON %s '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()', rel, current_schema(), fn);
+    END LOOP;
+    INSERT INTO cache_invalidation_table AS t
+           (relid, table_name, key_column, source, style, row_data, publication, notify_channel)
+    VALUES (target, table_name, key_column, 'notify', style, row_data, NULL, notify_channel)
+    ON CONFLICT (relid) DO UPDATE SET table_name = excluded.table_name, key_column = excluded.key_column,
+        source = excluded.source, style = excluded.style, row_data = excluded.row_data,
+        publication = excluded.publication, notify_channel = excluded.notify_channel;
+END;
+$$;
+
+-- Undoes attach: drops the triggers and the generated function, takes the table out of its
+-- publication (source wal), and deletes its registry row.
+CREATE OR REPLACE FUNCTION cache_invalidation_detach(target regclass)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    previous cache_invalidation_table;
+BEGIN
+    SELECT * INTO previous FROM cache_invalidation_table t WHERE t.relid = target;
+    PERFORM cache_invalidation_drop_triggers(target);
+    IF previous.source = 'wal' THEN
+        PERFORM cache_invalidation_unpublish(target, previous.publication);
+    END IF;
+    DELETE FROM cache_invalidation_table t WHERE t.relid = target;
+END;
+$$;
+
+-- Registry rows of tables dropped since they were attached (their triggers went with them),
+-- and their generated functions. A dropped table leaves its oid behind in the regclass column.
+CREATE OR REPLACE FUNCTION cache_invalidation_forget_dropped()
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    gone oid;
+BEGIN
+    FOR gone IN DELETE FROM cache_invalidation_table t
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = t.relid) RETURNING t.relid::oid LOOP
+        EXECUTE format('DROP FUNCTION IF EXISTS %I.%I()', current_schema(), 'cache_invalidation_t' || gone);
+    END LOOP;
+END;
+$$;
+
+-- The invalidation by hand, for a key no trigger knows (a page, a query's result): records
+-- the store row, NOTIFYs the key on notify_channel, and, when wal_level is logical, writes it
+-- to the WAL as a transactional logical message (prefix cache_invalidation) for the WAL
+-- source. Works under both sources; everything happens at COMMIT, or not at all.
+CREATE OR REPLACE FUNCTION cache_invalidate(cache_key text, notify_channel text DEFAULT 'cache_invalidation')
+RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    colon int := position(':' IN coalesce(cache_key, ''));
+BEGIN
+    IF cache_key IS NULL OR cache_key = '' THEN
+        RAISE EXCEPTION 'cache_invalidate: empty cache key';
+    END IF;
+    IF octet_length(cache_key) > 1024 THEN
+        RAISE EXCEPTION 'cache_invalidate: cache key of % bytes, the bridge takes at most 1024', octet_length(cache_key);
+    END IF;
+    -- As the bridge reads a plain key: the text before its first ':' is the table.
+    PERFORM cache_invalidation_record(cache_key, CASE WHEN colon > 1 THEN left(cache_key, colon - 1) ELSE '' END);
+    -- A key the bridge would read as JSON, or trim, goes as {"cache_key": ...}.
+    PERFORM pg_notify(notify_channel, CASE WHEN cache_key ~ '^\s*[{\[]' OR cache_key ~ '^\s|\s$'
+        THEN jsonb_build_object('cache_key', cache_key)::text ELSE cache_key END);
+    IF current_setting('wal_level') = 'logical' THEN
+        IF has_function_privilege('pg_logical_emit_message(boolean, text, text)', 'EXECUTE') THEN
+            PERFORM pg_logical_emit_message(true, 'cache_invalidation', cache_key);
+        ELSE
+            RAISE WARNING 'cache_invalidate: % may not execute pg_logical_emit_message: the WAL source does not see %',
+                current_user, cache_key
+                USING HINT = 'GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) TO the role that installed sql/cache_invalidation.sql.';
+        END IF;
+    END IF;
 END;
 $$;
 
 -- Writers may have another search_path, and no rights on the store: pin the functions to the
--- schema they were installed in, and let cache_invalidation_record write with the owner's rights.
--- (CREATE OR REPLACE resets these attributes, so this runs on every install.)
--- Only the triggers (and the owner) may write the store: the trigger functions run with the
--- owner's rights, and nobody else may execute them or the record function. A trigger function
--- cannot be called directly, and creating a trigger with it needs EXECUTE.
+-- schema they were installed in, and let the functions that write the store do so with the
+-- owner's rights. (CREATE OR REPLACE resets these attributes, so this runs on every install.)
+-- Only the triggers (and the owner) may write the store: the trigger functions (the shared row
+-- ones of before, and those attach generates, which it pins and revokes the same way) run with
+-- the owner's rights, and nobody else may execute them or the functions they call. A trigger
+-- function cannot be called directly, and creating a trigger with it needs EXECUTE.
+-- cache_invalidate is the one way a writer may write the store by hand: PUBLIC may execute it
+-- (see its comment). attach and detach run with the caller's rights (they need the table's
+-- ownership and write the registry); they are pinned so that they find the functions and
+-- create the generated ones in this schema.
 DO $pin$
+DECLARE
+    f text;
 BEGIN
-    EXECUTE format('ALTER FUNCTION cache_invalidation_record(text, text) SECURITY DEFINER SET search_path = %I, pg_temp', current_schema());
-    EXECUTE format('ALTER FUNCTION cache_invalidation_notify_json() SECURITY DEFINER SET search_path = %I, pg_temp', current_schema());
-    EXECUTE format('ALTER FUNCTION cache_invalidation_notify_text() SECURITY DEFINER SET search_path = %I, pg_temp', current_schema());
+    FOREACH f IN ARRAY ARRAY[
+            'cache_invalidation_record(text, text)', 'cache_invalidation_notify_json()', 'cache_invalidation_notify_text()',
+            'cache_invalidation_changed(text, text, text, text, text[], text[])',
+            'cache_invalidation_truncated(text, text, text)', 'cache_invalidate(text, text)'] LOOP
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = %I, pg_temp', f, current_schema());
+    END LOOP;
+    FOREACH f IN ARRAY ARRAY[
+            'cache_invalidation_notify_key(text, text, text)', 'cache_invalidation_notify_ids(text, text, text, text[])',
+            'cache_invalidation_notify_row(text, text, text, text, jsonb)', 'cache_invalidation_table_name(regclass)',
+            'cache_invalidation_tree(regclass)', 'cache_invalidation_drop_triggers(regclass)',
+            'cache_invalidation_unpublish(regclass, name)', 'cache_invalidation_check_replica_identity(regclass, text)',
+            'cache_invalidation_forget_dropped()',
+            'cache_invalidation_attach(regclass, text, text, text, boolean, name)', 'cache_invalidation_detach(regclass)'] LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = %I, pg_temp', f, current_schema());
+    END LOOP;
 END
 $pin$;
 REVOKE EXECUTE ON FUNCTION cache_invalidation_record(text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION cache_invalidation_notify_json() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION cache_invalidation_notify_text() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION cache_invalidation_changed(text, text, text, text, text[], text[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION cache_invalidation_truncated(text, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION cache_invalidation_notify_key(text, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION cache_invalidation_notify_ids(text, text, text, text[]) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION cache_invalidation_notify_row(text, text, text, text, jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION cache_invalidate(text, text) TO PUBLIC;
 
 -- Forgets keys invalidated longer ago than `older_than` that every bridge's cursor has passed
 -- (so nothing unpublished goes). Returns how many rows it deleted. Schedule it (pg_cron, a
@@ -234,13 +682,6 @@ RETURNS bigint LANGUAGE sql VOLATILE AS $$
         WHERE seq < floor(extract(epoch FROM now() - older_than) * 1000000)::bigint
         RETURNING 1)
     SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM stamps_gone);
-$$;
-
-CREATE OR REPLACE FUNCTION cache_invalidation_detach(target regclass)
-RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format('DROP TRIGGER IF EXISTS cache_invalidation ON %s', target);
-END;
 $$;
 
 COMMIT;
