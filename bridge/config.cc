@@ -182,6 +182,25 @@ ConfigResult parse_config(const EnvMap& env) {
     }
   }
 
+  std::string source = r.text("BRIDGE_SOURCE", "notify");
+  if (source == "wal") {
+    c.source = Config::Source::kWal;
+  } else if (source != "notify") {
+    r.errors.push_back(fmt::format("BRIDGE_SOURCE: must be notify or wal, got \"{}\"", log::excerpt(source, 40)));
+  }
+  c.slot_name = r.text("BRIDGE_SLOT", c.slot_name);
+  // Slot names are lower-case letters, digits and underscores (PostgreSQL's own rule).
+  if (c.slot_name.size() > 63 ||
+      !std::all_of(c.slot_name.begin(), c.slot_name.end(),
+                   [](char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'; })) {
+    r.errors.push_back(fmt::format("BRIDGE_SLOT: must be up to 63 lower-case letters, digits and underscores, got \"{}\"",
+                                   log::excerpt(c.slot_name, 80)));
+  }
+  c.publication = r.text("BRIDGE_PUBLICATION", c.publication);
+  if (!valid_identifier(c.publication)) {
+    r.errors.push_back(fmt::format("BRIDGE_PUBLICATION: \"{}\" is longer than 63 bytes", log::excerpt(c.publication, 80)));
+  }
+
   c.channel_template = r.text("BRIDGE_CHANNEL", c.channel_template);
   if (std::string why; !is_valid_channel_template(c.channel_template, &why)) {
     r.errors.push_back("BRIDGE_CHANNEL: " + why);

@@ -36,6 +36,12 @@ struct Config {
 
   // PostgreSQL.
   std::string database_url;
+  // Where changes come from: NOTIFY (triggers, the default) or the write-ahead log (a logical
+  // replication slot read with pgoutput).
+  enum class Source { kNotify, kWal };
+  Source source = Source::kNotify;            // BRIDGE_SOURCE
+  std::string slot_name = "cache_bridge";     // BRIDGE_SLOT (wal)
+  std::string publication = "cache_invalidation";  // BRIDGE_PUBLICATION (wal)
   std::chrono::milliseconds pg_answer_timeout{35000};  // BRIDGE_PG_TIMEOUT_MS
   std::vector<std::string> pg_channels;
 

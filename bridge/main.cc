@@ -1,4 +1,4 @@
-// cache-bridge: PostgreSQL NOTIFY -> Soketi (Pusher HTTP API) cache invalidations.
+// cache-bridge: PostgreSQL changes (NOTIFY or the WAL) -> Soketi (Pusher HTTP API) cache invalidations.
 // Wires the modules together; each one's header says what it does.
 #include <malloc.h>
 #include <signal.h>
@@ -21,6 +21,7 @@
 #include "publisher.h"
 #include "replayer.h"
 #include "snapshot.h"
+#include "source_wal.h"
 #include "stamp_writer.h"
 
 #ifndef CACHE_BRIDGE_VERSION
@@ -109,11 +110,16 @@ int main(int argc, char** argv) {
                     config.frozen_clock_ms);
   StampWriter stamps(config.database_url, config.cursor_name, config.queue_max_keys, metrics);
   Publisher publisher(config, queue, metrics);
-  PgListener listener(config, queue, clock, stamps, metrics);
+  std::unique_ptr<ChangeSource> source;
+  if (config.source == Config::Source::kWal) {
+    source = std::make_unique<WalSource>(config, queue, clock, stamps, metrics);
+  } else {
+    source = std::make_unique<PgListener>(config, queue, clock, stamps, metrics);
+  }
   Replayer replayer(config, queue, stamps, metrics);
   SnapshotService snapshots(config, stamps, metrics);
   HttpServer http(config, metrics, replayer, snapshots);
-  OpsServer ops(config, metrics, queue, listener, CACHE_BRIDGE_VERSION);
+  OpsServer ops(config, metrics, queue, *source, CACHE_BRIDGE_VERSION);
 
   for (Status s : {http.start(), ops.start()}) {
     if (!s) {
@@ -123,7 +129,7 @@ int main(int argc, char** argv) {
   }
   stamps.start();
   publisher.start();
-  listener.start();
+  source->start();
   replayer.start();
 
   int received = 0;
@@ -135,16 +141,16 @@ int main(int argc, char** argv) {
   ops.stop();
   // A last barrier while the queue still takes notifications: what came before it is what
   // the final cursor may pass (so a restart re-sends next to nothing).
-  listener.finish_receiving(std::chrono::seconds(2));
+  source->finish_receiving(std::chrono::seconds(2));
   // Closing the queue releases a listener or replayer blocked on a full queue; what they
   // could not queue is still after the cursor, so the next start catches it up.
   queue.close();
   stamps.close();
   replayer.stop();
-  listener.stop();
+  source->stop();
   publisher.drain_and_stop();
   bool stamps_written = stamps.stop(std::chrono::seconds(2));
-  listener.save_final_cursor(publisher.gave_up_nothing() && stamps_written);
+  source->save_final_cursor(publisher.gave_up_nothing() && stamps_written);
   log::info("stopped");
   return 0;
 }

@@ -93,6 +93,17 @@ std::string Metrics::render(const std::string& version) const {
                      "# TYPE cache_bridge_pg_notification_queue_usage gauge\n"
                      "cache_bridge_pg_notification_queue_usage {}\n",
                      notify_queue_usage.load());
+  counter("wal_changes_received_total", "Row changes and messages of attached tables read from the WAL.",
+          wal_changes_received);
+  counter("wal_changes_skipped_total", "WAL changes without a key to publish (see the log).", wal_changes_skipped);
+  counter("wal_slots_lost_total", "Replication slots the server invalidated (made anew, tables invalidated whole).",
+          wal_slots_lost);
+  gauge("wal_changes_waiting", "Changes read from the WAL, not yet queued.", wal_changes_waiting);
+  gauge("wal_slot_lag_bytes", "WAL the replication slot retains beyond the confirmed position.", wal_lag_bytes);
+  out += fmt::format("# HELP cache_bridge_wal_slot_lag_seconds Age of the oldest change read from the WAL "
+                     "and not yet confirmed.\n# TYPE cache_bridge_wal_slot_lag_seconds gauge\n"
+                     "cache_bridge_wal_slot_lag_seconds {}\n",
+                     wal_lag_seconds.load());
   out += publish_lag.render("cache_bridge_commit_to_publish_seconds");
   return out;
 }

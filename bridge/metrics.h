@@ -58,6 +58,13 @@ struct Metrics {
   std::atomic<int64_t> queue_depth{0};
   std::atomic<int> listen_connected{0};
   std::atomic<double> notify_queue_usage{0};  // pg_notification_queue_usage(), 0..1
+  // The WAL source (BRIDGE_SOURCE=wal).
+  std::atomic<uint64_t> wal_changes_received{0};  // row changes and messages of attached tables
+  std::atomic<uint64_t> wal_changes_skipped{0};   // no key to be had (see the log)
+  std::atomic<uint64_t> wal_slots_lost{0};        // slots the server invalidated, made anew
+  std::atomic<int64_t> wal_changes_waiting{0};    // received, not yet queued
+  std::atomic<int64_t> wal_lag_bytes{0};          // WAL the slot keeps beyond what was confirmed
+  std::atomic<double> wal_lag_seconds{0};         // age of the oldest change not yet confirmed
   LagHistogram publish_lag;
 
   std::string render(const std::string& version) const;

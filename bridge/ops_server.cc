@@ -18,11 +18,11 @@ constexpr std::chrono::milliseconds kProbeTimeout{700};
 }  // namespace
 
 OpsServer::OpsServer(const Config& config, Metrics& metrics, const CoalescingQueue& queue,
-                     const PgListener& listener, std::string version)
+                     const ChangeSource& source, std::string version)
     : config_(config),
       metrics_(metrics),
       queue_(queue),
-      listener_(listener),
+      source_(source),
       version_(std::move(version)),
       server_(make_http_server(kWorkers)) {}
 
@@ -35,7 +35,7 @@ Status OpsServer::start() {
 
   server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& response) {
     std::string reason;
-    if (!listener_.ready(&reason) || !soketi_ready(&reason)) {
+    if (!source_.ready(&reason) || !soketi_ready(&reason)) {
       response.status = 503;
       response.set_content(reason + "\n", "text/plain");
       return;

@@ -1,7 +1,7 @@
 // OpsServer: what operators reach, apart from what Soketi and browsers reach (HttpServer), on
 // BRIDGE_OPS_LISTEN (127.0.0.1:3002 by default; never exposed by the deploy files).
 //   GET /healthz   the process is alive.
-//   GET /readyz    LISTEN connection up and recently verified, Soketi accepts our credentials.
+//   GET /readyz    the change source connected and recently verified, Soketi accepts our credentials.
 //   GET /metrics   Prometheus text format.
 // Probes are cheap: Soketi is probed every 2 s by a thread of this server's own, and /readyz
 // only reads the last result, so no prober can slow anything down or reach Soketi through it.
@@ -16,7 +16,7 @@
 #include "coalescing_queue.h"
 #include "config.h"
 #include "metrics.h"
-#include "pg_listener.h"
+#include "change_source.h"
 #include "status.h"
 
 namespace httplib {
@@ -28,7 +28,7 @@ namespace bridge {
 class OpsServer {
  public:
   OpsServer(const Config& config, Metrics& metrics, const CoalescingQueue& queue,
-            const PgListener& listener, std::string version);
+            const ChangeSource& source, std::string version);
   ~OpsServer();  // stops and joins
   OpsServer(const OpsServer&) = delete;
   OpsServer& operator=(const OpsServer&) = delete;
@@ -43,7 +43,7 @@ class OpsServer {
   const Config& config_;
   Metrics& metrics_;
   const CoalescingQueue& queue_;
-  const PgListener& listener_;
+  const ChangeSource& source_;
   const std::string version_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;

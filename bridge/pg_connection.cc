@@ -13,14 +13,17 @@ namespace {
 std::chrono::milliseconds g_answer_deadline{35000};  // set once at startup
 }  // namespace
 
-Status pg_connect(const std::string& database_url, PgConnPtr* conn) {
-  // Later entries override earlier ones, so the URL's own settings win over these defaults.
+Status pg_connect(const std::string& database_url, PgConnPtr* conn, PgSession session) {
+  // Later entries override earlier ones, so the URL's own settings win over these defaults
+  // (but a replication session is one whatever the URL says).
   // A dead peer is noticed within ~25 s: keepalives (10 s idle, 3 probes 5 s apart) while
   // idle, tcp_user_timeout while data waits unacknowledged.
+  const bool replication = session == PgSession::kReplication;
   const char* keywords[] = {"application_name", "connect_timeout",  "keepalives_idle",
                             "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                            "dbname",           nullptr};
-  const char* values[] = {"cache-bridge", "10", "10", "5", "3", "25000", database_url.c_str(), nullptr};
+                            "dbname",           replication ? "replication" : nullptr, nullptr};
+  const char* values[] = {"cache-bridge", "10", "10", "5", "3", "25000", database_url.c_str(),
+                          replication ? "database" : nullptr, nullptr};
   conn->reset(PQconnectdbParams(keywords, values, /*expand_dbname=*/1));
   if (!*conn) return Status::error("out of memory creating a PostgreSQL connection");
   if (PQstatus(conn->get()) != CONNECTION_OK) {
@@ -30,7 +33,10 @@ Status pg_connect(const std::string& database_url, PgConnPtr* conn) {
   }
   // A server that is alive but stuck (a lock wait, a stopped backend) must not hang a thread:
   // every statement of the bridge is short, and one that is not says so (catch-up lifts it).
-  if (auto s = pg_exec(conn->get(), kSessionDeadlines); !s) {
+  // A replication stream is one long command: the server's keepalives watch over it instead.
+  if (auto s = pg_exec(conn->get(), replication ? "SET statement_timeout = 0; SET lock_timeout = '5s'"
+                                                : kSessionDeadlines);
+      !s) {
     conn->reset();
     return s;
   }

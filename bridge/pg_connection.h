@@ -24,10 +24,16 @@ using PgResultPtr = std::unique_ptr<PGresult, PgResultDeleter>;
 // waited for longer.
 inline constexpr const char* kSessionDeadlines = "SET statement_timeout = '30s'; SET lock_timeout = '5s'";
 
+enum class PgSession {
+  kQueries,
+  kReplication,  // replication=database: logical replication commands (and simple queries)
+};
+
 // Connects with application_name=cache-bridge, a 10 s connect timeout, TCP keepalives and a
-// TCP user timeout, unless the connection string says otherwise, then sets kSessionDeadlines.
-// On failure *conn is null.
-Status pg_connect(const std::string& database_url, PgConnPtr* conn);
+// TCP user timeout, unless the connection string says otherwise, then sets kSessionDeadlines
+// (a replication session: no statement_timeout). On failure *conn is null.
+Status pg_connect(const std::string& database_url, PgConnPtr* conn,
+                  PgSession session = PgSession::kQueries);
 
 // "host:port/dbname": where a connection goes, without user or password.
 std::string pg_describe(PGconn* conn);

@@ -32,6 +32,7 @@
 #include <thread>
 
 #include "change_clock.h"
+#include "change_source.h"
 #include "coalescing_queue.h"
 #include "config.h"
 #include "invalidation_store.h"
@@ -41,26 +42,26 @@
 
 namespace bridge {
 
-class PgListener {
+class PgListener : public ChangeSource {
  public:
   PgListener(const Config& config, CoalescingQueue& queue, ChangeClock& clock, StampWriter& stamps,
              Metrics& metrics);
-  ~PgListener();  // stops and joins
+  ~PgListener() override;  // stops and joins
   PgListener(const PgListener&) = delete;
   PgListener& operator=(const PgListener&) = delete;
 
-  void start();
+  void start() override;
   // Asks for a last barrier and waits (at most `timeout`) for its marker: call at SIGTERM
   // while the queue is still open. Everything received before it is then covered by
   // save_final_cursor().
-  void finish_receiving(std::chrono::milliseconds timeout);
-  void stop();  // joins the thread; its connection stays open for save_final_cursor()
+  void finish_receiving(std::chrono::milliseconds timeout) override;
+  void stop() override;  // joins the thread; its connection stays open for save_final_cursor()
   // After stop() and the publisher's drain: saves the last barrier's xmin as the cursor if
   // everything received up to its marker was published (`all_published`: nothing given up).
-  void save_final_cursor(bool all_published);
+  void save_final_cursor(bool all_published) override;
 
   // Connected, LISTENing, and the connection answered within the last 15 s.
-  bool ready(std::string* reason) const;  // thread-safe
+  bool ready(std::string* reason) const override;  // thread-safe
 
  private:
   // A snapshot's xmin that becomes the cursor once everything received before
