@@ -91,3 +91,29 @@ TEST_CASE("TLS, path prefix and the webhook URL") {
   CHECK(result.config.http_port == 8080);
   CHECK(result.config.webhook_path == "/hooks/soketi");
 }
+
+TEST_CASE("the change source: notify by default, wal with its slot and publication") {
+  auto defaults = parse_config(minimal());
+  CHECK(defaults.config.source == Config::Source::kNotify);
+  CHECK(defaults.config.slot_name == "cache_bridge");
+  CHECK(defaults.config.publication == "cache_invalidation");
+
+  auto env = minimal();
+  env["BRIDGE_SOURCE"] = "wal";
+  env["BRIDGE_SLOT"] = "bridge_2";
+  env["BRIDGE_PUBLICATION"] = "Mixed Case";
+  auto wal = parse_config(env);
+  REQUIRE(wal.errors.empty());
+  CHECK(wal.config.source == Config::Source::kWal);
+  CHECK(wal.config.slot_name == "bridge_2");
+  CHECK(wal.config.publication == "Mixed Case");
+
+  env["BRIDGE_SOURCE"] = "logical";
+  env["BRIDGE_SLOT"] = "Bridge-2";
+  env["BRIDGE_PUBLICATION"] = std::string(64, 'p');
+  auto bad = parse_config(env);
+  REQUIRE(bad.errors.size() == 3);
+  CHECK(bad.errors[0].find("BRIDGE_SOURCE: must be notify or wal") == 0);
+  CHECK(bad.errors[1].find("BRIDGE_SLOT") == 0);
+  CHECK(bad.errors[2].find("BRIDGE_PUBLICATION") == 0);
+}
