@@ -48,6 +48,29 @@
 
 namespace bridge {
 
+// What WalSource holds between reading and publishing (namespace scope: std::optional of a
+// nested struct with default member initialisers trips clang).
+namespace wal_source {
+
+// A committed transaction's invalidations, waiting to be stamped and queued.
+struct Transaction {
+  uint32_t xid = 0;  // 0: a non-transactional message (nothing to wait for)
+  pgoutput::Lsn end_lsn = 0;
+  int64_t commit_unix_us = 0;
+  std::vector<Invalidation> changes;
+  std::unordered_map<std::string, size_t> keys;  // index in changes, while open
+  bool visible = false;  // checked: no longer in progress for other sessions
+};
+// A transaction queued in full: its end LSN may be confirmed once the queue's low
+// watermark reaches sequence_after.
+struct Queued {
+  pgoutput::Lsn end_lsn = 0;
+  uint64_t sequence_after = 0;
+  int64_t commit_unix_us = 0;
+};
+
+}  // namespace wal_source
+
 class WalSource : public ChangeSource {
  public:
   WalSource(const Config& config, CoalescingQueue& queue, ChangeClock& clock, StampWriter& stamps,
@@ -65,22 +88,8 @@ class WalSource : public ChangeSource {
  private:
   using Lsn = pgoutput::Lsn;
 
-  // A committed transaction's invalidations, waiting to be stamped and queued.
-  struct Transaction {
-    uint32_t xid = 0;  // 0: a non-transactional message (nothing to wait for)
-    Lsn end_lsn = 0;
-    int64_t commit_unix_us = 0;
-    std::vector<Invalidation> changes;
-    std::unordered_map<std::string, size_t> keys;  // index in changes, while open
-    bool visible = false;  // checked: no longer in progress for other sessions
-  };
-  // A transaction queued in full: its end LSN may be confirmed once the queue's low
-  // watermark reaches sequence_after.
-  struct Queued {
-    Lsn end_lsn = 0;
-    uint64_t sequence_after = 0;
-    int64_t commit_unix_us = 0;
-  };
+  using Transaction = wal_source::Transaction;
+  using Queued = wal_source::Queued;
 
   void run();
   Status connect();
