@@ -91,6 +91,88 @@ void report_clock(Report& report, PGconn* conn, const Config& config) {
   }
 }
 
+// One value of a one-row query, or the error.
+Status query_value(PGconn* conn, const std::string& sql, std::initializer_list<std::string> params,
+                   std::string* value) {
+  PgResultPtr result;
+  if (auto s = pg_exec_params(conn, sql, params, &result); !s) return s;
+  *value = PQntuples(result.get()) > 0 && !PQgetisnull(result.get(), 0, 0) ? PQgetvalue(result.get(), 0, 0) : "";
+  return Status::ok();
+}
+
+// BRIDGE_SOURCE=wal: what reading a logical replication slot needs.
+void report_wal(Report& report, PGconn* conn, const Config& config) {
+  std::string value;
+  if (auto s = query_value(conn, "SELECT current_setting('wal_level')", {}, &value); !s) {
+    report.fail("wal: " + s.message());
+    return;
+  }
+  if (value != "logical") {
+    report.fail(fmt::format("wal: wal_level is {}: set wal_level = logical and restart PostgreSQL", value));
+  } else {
+    report.ok("wal: wal_level is logical");
+  }
+  if (auto s = query_value(conn, "SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user",
+                           {}, &value);
+      !s || value != "t") {
+    report.fail("wal: this role lacks the REPLICATION attribute (ALTER ROLE ... REPLICATION)");
+  } else {
+    report.ok("wal: this role may read replication slots");
+  }
+  if (auto s = query_value(conn,
+                           "SELECT (SELECT count(*) FROM pg_publication_tables t WHERE t.pubname = p.pubname) "
+                           "FROM pg_publication p WHERE p.pubname = $1",
+                           {config.publication}, &value);
+      !s) {
+    report.fail("wal: " + s.message());
+  } else if (value.empty()) {
+    report.fail(fmt::format("wal: publication {} does not exist (cache_invalidation_attach(..., 'wal') "
+                            "creates it)", config.publication));
+  } else if (value == "0") {
+    report.warn(fmt::format("wal: publication {} has no tables: nothing will be published", config.publication));
+  } else {
+    report.ok(fmt::format("wal: publication {} has {} table(s)", config.publication, value));
+  }
+  PgResultPtr slot;
+  if (auto s = pg_exec_params(conn,
+                              "SELECT plugin = 'pgoutput' AND database = current_database(), active, "
+                              "coalesce(wal_status, ''), coalesce((pg_current_wal_lsn() - confirmed_flush_lsn)::bigint, 0), "
+                              "current_setting('max_slot_wal_keep_size') FROM pg_replication_slots WHERE slot_name = $1",
+                              {config.slot_name}, &slot);
+      !s) {
+    report.fail("wal: " + s.message());
+  } else if (PQntuples(slot.get()) == 0) {
+    if (auto s = query_value(conn,
+                             "SELECT count(*) < current_setting('max_replication_slots')::int FROM pg_replication_slots",
+                             {}, &value);
+        !s || value != "t") {
+      report.fail("wal: no free replication slot (raise max_replication_slots)");
+    } else {
+      report.ok(fmt::format("wal: replication slot {} does not exist yet: the first start creates it", config.slot_name));
+    }
+  } else if (std::string_view(PQgetvalue(slot.get(), 0, 0)) != "t") {
+    report.fail(fmt::format("wal: replication slot {} is not a pgoutput slot of this database", config.slot_name));
+  } else if (std::string_view status = PQgetvalue(slot.get(), 0, 2); status == "lost" || status == "unreserved") {
+    report.fail(fmt::format("wal: replication slot {} is {} (its WAL is being or was removed; "
+                            "see max_slot_wal_keep_size)", config.slot_name, status));
+  } else {
+    report.ok(fmt::format("wal: replication slot {} {}, {} bytes behind", config.slot_name,
+                          std::string_view(PQgetvalue(slot.get(), 0, 1)) == "t" ? "in use (by a running bridge?)" : "idle",
+                          PQgetvalue(slot.get(), 0, 3)));
+  }
+  if (auto s = query_value(conn, "SELECT current_setting('max_slot_wal_keep_size')", {}, &value); s && value == "-1") {
+    report.warn("wal: max_slot_wal_keep_size is unlimited: a bridge that stays away keeps WAL until the disk fills");
+  }
+  PgConnPtr stream;
+  if (auto s = pg_connect(config.database_url, &stream, PgSession::kReplication); !s) {
+    report.fail("wal: cannot open a replication connection (replication=database): " + s.message());
+  } else if (auto s = pg_exec(stream.get(), "IDENTIFY_SYSTEM"); !s) {
+    report.fail("wal: the replication connection refuses replication commands: " + s.message());
+  } else {
+    report.ok("wal: replication connection works");
+  }
+}
+
 }  // namespace
 
 int run_preflight(const Config& config) {
@@ -103,7 +185,9 @@ int run_preflight(const Config& config) {
   } else {
     report.ok(fmt::format("postgres: connected to {} (server {})", pg_describe(conn.get()),
                           PQserverVersion(conn.get())));
-    if (auto s = self_notify(conn.get()); !s) {
+    if (config.source == Config::Source::kWal) {
+      report_wal(report, conn.get(), config);
+    } else if (auto s = self_notify(conn.get()); !s) {
       report.fail("listen: " + s.message());
     } else {
       report.ok("listen: LISTEN/NOTIFY works end to end");
