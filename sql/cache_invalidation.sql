@@ -221,11 +221,16 @@ BEGIN
             table_name     = excluded.table_name,
             writer_xid     = excluded.writer_xid;
 
+    -- (Both arrays come sorted from array_agg(DISTINCT ...): an UPDATE that kept its keys has
+    -- equal ones, and costs no query here.)
     gone := CASE WHEN p_action = 'delete' THEN p_old
+                 WHEN p_old IS NULL OR p_old = p_new THEN '{}'
                  ELSE ARRAY(SELECT unnest(p_old) EXCEPT SELECT unnest(p_new)) END;
     IF p_style = 'json' THEN
-        PERFORM cache_invalidation_notify_ids(p_channel, p_table, 'delete', gone);
-        IF p_action <> 'delete' THEN
+        IF cardinality(gone) > 0 THEN
+            PERFORM cache_invalidation_notify_ids(p_channel, p_table, 'delete', gone);
+        END IF;
+        IF p_action <> 'delete' AND cardinality(p_new) > 0 THEN
             PERFORM cache_invalidation_notify_ids(p_channel, p_table, p_action, p_new);
         END IF;
     ELSIF p_style = 'text' THEN
@@ -277,21 +282,26 @@ BEGIN
     IF coalesce(cardinality(p_ids), 0) = 0 THEN
         RETURN;
     END IF;
-    FOR id IN SELECT j FROM unnest(p_ids) AS j WHERE octet_length(j) > room LOOP
-        RAISE WARNING 'cache invalidation: key of % bytes is too long to NOTIFY',
-            octet_length(p_table || ':' || (id::jsonb #>> '{}'));
-    END LOOP;
-    FOR payload IN
-        WITH fit AS (
-            SELECT n, j, octet_length(j) + 1 AS len
-              FROM unnest(p_ids) WITH ORDINALITY AS u(j, n)
-             WHERE octet_length(j) <= room),
+    -- One query: the payloads, and (payload NULL) the ids too long for one, to warn about.
+    FOR payload, id IN
+        WITH item AS (
+            SELECT n, j, octet_length(j) + 1 AS len, octet_length(j) > room AS too_long
+              FROM unnest(p_ids) WITH ORDINALITY AS u(j, n)),
         placed AS (
             SELECT n, j, (sum(len) OVER (ORDER BY n) - len) / greatest(room + 1 - max(len) OVER (), 1) AS chunk
-              FROM fit)
-        SELECT head || string_agg(j, ',' ORDER BY n) || ']}' FROM placed GROUP BY chunk ORDER BY chunk
+              FROM item WHERE NOT too_long)
+        SELECT p, i FROM (
+            SELECT head || string_agg(j, ',' ORDER BY n) || ']}' AS p, NULL AS i, chunk FROM placed GROUP BY chunk
+            UNION ALL
+            SELECT NULL, j, -1 FROM item WHERE too_long) AS out
+        ORDER BY chunk
     LOOP
-        PERFORM pg_notify(p_channel, payload);
+        IF payload IS NULL THEN
+            RAISE WARNING 'cache invalidation: key of % bytes is too long to NOTIFY',
+                octet_length(p_table || ':' || (id::jsonb #>> '{}'));
+        ELSE
+            PERFORM pg_notify(p_channel, payload);
+        END IF;
     END LOOP;
 END;
 $$;
