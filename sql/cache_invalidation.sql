@@ -1,13 +1,16 @@
 -- Cache invalidation for the bridge: the "Cache Invalidated At" store and the triggers
 -- that feed it. Idempotent: rerun after upgrades with
 --   psql -v ON_ERROR_STOP=1 -f sql/cache_invalidation.sql "$DATABASE_URL"
--- Requires PostgreSQL 13 or newer (xid8, pg_current_xact_id).
+-- Requires PostgreSQL 13 or newer (xid8, pg_current_xact_id, publish_via_partition_root).
 --
 -- Attach to a table, naming its key column (one statement per table):
 --   SELECT cache_invalidation_attach('public.posts', 'id');          -- JSON on cache_invalidation, keys only
 --   SELECT cache_invalidation_attach('public.orders', 'id', row_data => true);  -- JSON with the row
 --   SELECT cache_invalidation_attach('public.users', 'id', 'text');  -- plain key on data_change_notification
+--   SELECT cache_invalidation_attach('public.posts', 'id', 'wal');   -- no trigger: the bridge's WAL source
 --   SELECT cache_invalidation_detach('public.posts');
+-- Tables attached by an older version keep their row triggers until attach is rerun on them.
+-- By hand, for a key no table has: SELECT cache_invalidate('page:/home');
 
 BEGIN;
 -- A rerun is normal: no "already exists, skipping" notices.
@@ -456,6 +459,15 @@ BEGIN
                    WHERE attrelid = target AND attname = key_column AND attnum > 0 AND NOT attisdropped) THEN
         RAISE EXCEPTION 'cache_invalidation_attach: % has no column %', target, key_column;
     END IF;
+    -- The bridge takes a string or a number as a key's id (an array, a row or a boolean makes
+    -- no cache key it would accept).
+    IF style <> 'wal' AND EXISTS (SELECT 1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+                                  WHERE a.attrelid = target AND a.attname = key_column
+                                    AND t.typcategory IN ('A', 'B', 'C')) THEN
+        RAISE EXCEPTION 'cache_invalidation_attach: column % of % is of type %: a key column must hold strings or numbers',
+            key_column, target, (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+                                  WHERE attrelid = target AND attname = key_column);
+    END IF;
     PERFORM cache_invalidation_forget_dropped();
     SELECT * INTO previous FROM cache_invalidation_table t WHERE t.relid = target;
 
@@ -579,6 +591,7 @@ RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     previous cache_invalidation_table;
 BEGIN
+    PERFORM cache_invalidation_forget_dropped();
     SELECT * INTO previous FROM cache_invalidation_table t WHERE t.relid = target;
     PERFORM cache_invalidation_drop_triggers(target);
     IF previous.source = 'wal' THEN
