@@ -9,6 +9,12 @@
 // The bridge binary defaults to build/bridge/cache-bridge; override with CACHE_BRIDGE_BIN.
 // PostgreSQL binaries default to /usr/lib/postgresql/15/bin; override with PG_BIN_DIR.
 // Set HARNESS_VERBOSE=1 to echo every child process's output to stderr as it happens.
+//
+// IT_SOURCE picks the bridge's change source for the whole run: `notify` (default: triggers
+// NOTIFY, the bridge LISTENs) or `wal` (PostgreSQL starts with wal_level=logical, the bridge
+// reads a replication slot, BRIDGE_SOURCE=wal). Tests attach tables with db.attach() and write
+// by-hand invalidations with db.invalidate(), which pick the source's way; a test about one
+// source's mechanics says so with notifyOnly(reason) / walOnly(reason), a visible skip.
 
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -30,6 +36,25 @@ export const BRIDGE_BIN = process.env.CACHE_BRIDGE_BIN || path.join(repoRoot, 'b
 export const SOKETI_SCRIPT = path.join(repoRoot, 'scripts', 'soketi');
 export const SQL_FILE = path.join(repoRoot, 'sql', 'cache_invalidation.sql');
 const VERBOSE = process.env.HARNESS_VERBOSE === '1';
+
+/** The change source under test: 'notify' or 'wal' (IT_SOURCE). */
+export const source = process.env.IT_SOURCE || 'notify';
+if (!['notify', 'wal'].includes(source)) throw new Error(`IT_SOURCE must be notify or wal, not ${source}`);
+
+/** Test options that skip a test (or describe) unless the run is under the notify source. */
+export const notifyOnly = (reason) => ({ skip: source !== 'notify' && `notify source only: ${reason}` });
+/** Test options that skip a test (or describe) unless the run is under the WAL source. */
+export const walOnly = (reason) => ({ skip: source !== 'wal' && `wal source only: ${reason}` });
+
+/** Test options for a test (or describe) that involves no change source: it runs once, under notify. */
+export const sourceIndependent = notifyOnly('involves no change source (runs once, under notify)');
+
+/** The replication slot of the bridge named `cursorName` (BRIDGE_CURSOR_NAME) under the WAL source. */
+export function slotOf(cursorName = 'default') {
+  return cursorName === 'default' ? 'cache_bridge' : `cb_${cursorName.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`.slice(0, 63);
+}
+
+const quoteIdent = (name) => `"${String(name).replace(/"/g, '""')}"`;
 
 // pg returns bigint (int8) as a string by default; the store's timestamps fit in a double.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -316,11 +341,14 @@ function postgresUser() {
 /**
  * Starts a throwaway PostgreSQL cluster (initdb in a temp dir, fsync=off, 127.0.0.1 on a free
  * port, trust auth) and installs sql/cache_invalidation.sql into database `postgres`.
- * Returns {url, port, query(sql, params), client(), stop(), proc}.
+ * With source 'wal' (default: IT_SOURCE) it runs with wal_level=logical and commit timestamps
+ * (what changedMs() reads in place of the store the triggers write).
+ * Returns {url, port, source, query(sql, params), client(), attach(), invalidate(),
+ *          rawInvalidation(), storeMs(), changes(), stamp(), slot(), stop(), proc}.
  *   query: one statement (or several without params) on a shared pool; returns pg's result.
  *   client(): a dedicated connected pg.Client (closed by stop()).
  */
-export async function startPostgres({ installSql = true, settings = {} } = {}) {
+export async function startPostgres({ installSql = true, settings = {}, source: pgSource = source } = {}) {
   const dir = tempDir('cache-bridge-pg-');
   const dataDir = path.join(dir, 'data');
   const user = postgresUser();
@@ -344,6 +372,9 @@ export async function startPostgres({ installSql = true, settings = {} } = {}) {
     listen_addresses: '127.0.0.1', port: String(port), unix_socket_directories: '',
     fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off',
     shared_buffers: '32MB', max_connections: '50', log_min_messages: 'warning',
+    // initdb's pg_hba.conf lets replication connections from 127.0.0.1 in (trust).
+    ...(pgSource === 'wal' ? { wal_level: 'logical', track_commit_timestamp: 'on',
+      max_replication_slots: '20', max_wal_senders: '20' } : {}),
     ...settings,
   };
   const args = ['-D', dataDir];
@@ -399,10 +430,30 @@ export async function startPostgres({ installSql = true, settings = {} } = {}) {
     }
   }
 
+  // storeMs() in epoch microseconds (see there).
+  const changedUs = async (cacheKey) => {
+    if (pgSource !== 'wal') {
+      const r = await pool.query(
+        `SELECT floor(extract(epoch FROM invalidated_at) * 1000000)::bigint AS us FROM cache_invalidated_at WHERE cache_key = $1`,
+        [cacheKey]);
+      return r.rows[0]?.us ?? undefined;
+    }
+    const reg = (await pool.query(
+      `SELECT relid::text AS rel, key_column::text AS key_column, table_name FROM cache_invalidation_table
+        WHERE left($1, length(table_name) + 1) = table_name || ':' ORDER BY length(table_name) DESC LIMIT 1`,
+      [cacheKey])).rows[0];
+    if (!reg) return undefined;
+    const r = await pool.query(
+      `SELECT floor(extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000000)::bigint AS us
+         FROM ${reg.rel} WHERE ${quoteIdent(reg.key_column)}::text = $1`, [cacheKey.slice(reg.table_name.length + 1)]);
+    return r.rows[0]?.us ?? undefined;
+  };
+
   return {
     url,
     port,
     proc,
+    source: pgSource,
     query: (sql, params) => pool.query(sql, params),
     async client({ applicationName = 'it-harness' } = {}) {
       const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000, application_name: applicationName });
@@ -416,28 +467,89 @@ export async function startPostgres({ installSql = true, settings = {} } = {}) {
       };
       return c;
     },
-    /** invalidated_at of a store key in epoch ms (as the triggers report it), or undefined. */
+    /**
+     * Attaches a table the way the source under test reads it: notify: the triggers of `style`
+     * ('json' or 'text'), with the row when rowData; wal: cache_invalidation_attach(..., 'wal')
+     * (style is a trigger's matter: ignored), with the row when rowData.
+     */
+    async attach(table, keyColumn = 'id', { style = 'json', rowData = false } = {}) {
+      if (pgSource === 'wal') {
+        return pool.query(`SELECT cache_invalidation_attach($1::regclass, $2, 'wal', row_data => $3)`, [table, keyColumn, rowData]);
+      }
+      return pool.query(`SELECT cache_invalidation_attach($1::regclass, $2, $3, row_data => $4)`, [table, keyColumn, style, rowData]);
+    },
+    /** A by-hand invalidation of `cacheKey` (cache_invalidate(): NOTIFY and a WAL message), committed. */
+    invalidate: (cacheKey) => pool.query('SELECT cache_invalidate($1)', [cacheKey]),
+    /**
+     * A by-hand payload as is, on the way the source under test reads by-hand invalidations:
+     * NOTIFY on cache_invalidation (notify) or a transactional logical message with prefix
+     * cache_invalidation (wal). For malformed or JSON payloads; plain keys: invalidate().
+     */
+    rawInvalidation: (payload) => (pgSource === 'wal'
+      ? pool.query(`SELECT pg_logical_emit_message(true, 'cache_invalidation', $1)`, [payload])
+      : pool.query(`SELECT pg_notify('cache_invalidation', $1)`, [payload])),
+    /**
+     * A database time in epoch ms at or before the moment a key's latest change became visible,
+     * or undefined: notify: the store's invalidated_at (as the triggers report it); wal (no
+     * store): the commit timestamp of the row that carries the key (none once deleted).
+     */
     async storeMs(cacheKey) {
+      const us = await changedUs(cacheKey);
+      return us === undefined ? undefined : Math.floor(us / 1000);
+    },
+    /**
+     * Every key of an attached table with a change the source knows of, and that change's time
+     * as storeMs() gives it: Map(cacheKey -> ms). notify: the store's rows of the table; wal:
+     * the table's rows (their keys and commit timestamps).
+     */
+    async changes(table) {
+      if (pgSource !== 'wal') {
+        const r = await pool.query(
+          `SELECT cache_key, floor(extract(epoch FROM invalidated_at) * 1000)::bigint AS ms
+             FROM cache_invalidated_at WHERE table_name = $1`, [table]);
+        return new Map(r.rows.map((x) => [x.cache_key, x.ms]));
+      }
+      const reg = (await pool.query(
+        `SELECT relid::text AS rel, key_column::text AS key_column FROM cache_invalidation_table WHERE table_name = $1`, [table])).rows[0];
+      if (!reg) throw new Error(`changes(${table}): not attached`);
       const r = await pool.query(
-        'SELECT floor(extract(epoch FROM invalidated_at) * 1000)::bigint AS ms FROM cache_invalidated_at WHERE cache_key = $1',
-        [cacheKey]);
-      return r.rows[0]?.ms;
+        `SELECT $1 || ':' || ${quoteIdent(reg.key_column)}::text AS cache_key,
+                floor(extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1000)::bigint AS ms
+           FROM ${reg.rel} WHERE ${quoteIdent(reg.key_column)} IS NOT NULL`, [table]);
+      return new Map(r.rows.map((x) => [x.cache_key, x.ms]));
     },
     /**
      * The stamp the bridge named `bridge` (BRIDGE_CURSOR_NAME) wrote for a key: {seq, ms}, ms being
      * the invalidatedAt its events carry. Waits (bounded) until the stamp exists and, when the
-     * store has the key, covers the store's latest write (the stamp is taken after that commit).
+     * key's latest change is known (storeMs), covers it (the stamp is taken after that commit).
      */
     async stamp(cacheKey, { bridge = 'default', timeoutMs = 10000 } = {}) {
       return waitUntil(async () => {
         const r = await pool.query(
-          `SELECT s.seq, floor(extract(epoch FROM c.invalidated_at) * 1000000)::bigint AS store_us
-             FROM cache_bridge_stamp s LEFT JOIN cache_invalidated_at c USING (cache_key)
-            WHERE s.bridge_name = $1 AND s.cache_key = $2`, [bridge, cacheKey]);
+          'SELECT seq FROM cache_bridge_stamp WHERE bridge_name = $1 AND cache_key = $2', [bridge, cacheKey]);
         const row = r.rows[0];
-        if (!row || (row.store_us !== null && row.seq < row.store_us)) return undefined;
+        if (!row) return undefined;
+        const changed = await changedUs(cacheKey);
+        if (changed !== undefined && row.seq < changed) return undefined;
         return { seq: row.seq, ms: Math.floor(row.seq / 1000) + 1 };
       }, timeoutMs, { intervalMs: 50, message: `the bridge's stamp of ${cacheKey}` });
+    },
+    /** WAL: the replication slot's row of pg_replication_slots (lsn columns as text), or undefined. */
+    async slot(name = slotOf()) {
+      const r = await pool.query(
+        `SELECT slot_name, active, active_pid, restart_lsn::text, confirmed_flush_lsn::text, wal_status
+           FROM pg_replication_slots WHERE slot_name = $1`, [name]);
+      return r.rows[0];
+    },
+    /** WAL: the server's current WAL position (text). */
+    async walLsn() {
+      return (await pool.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn;
+    },
+    /** WAL: whether the slot confirmed everything up to `lsn` (confirmed_flush_lsn >= lsn). */
+    async slotConfirmed(name, lsn) {
+      const r = await pool.query(
+        'SELECT confirmed_flush_lsn >= $2::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $1', [name, lsn]);
+      return r.rows[0]?.ok === true;
     },
     stop,
   };
@@ -708,15 +820,18 @@ export const WARN_OR_ERROR = /^\S+\s+(warn|warning|error|fatal)\b/i;
 
 /**
  * Starts PostgreSQL and Soketi, with Soketi's webhooks pointed at a port reserved for the bridge.
- * Returns {pg, soketi, bridgePort, webhookUrl, bridgeEnv(overrides), startBridge(overrides, opts), stop()}.
+ * Returns {pg, soketi, source, bridgePort, webhookUrl, bridgeEnv(overrides), startBridge(overrides, opts),
+ *          slotOf(cursorName), stop()}.
+ * source (default IT_SOURCE): the bridge's BRIDGE_SOURCE; under 'wal' each BRIDGE_CURSOR_NAME
+ * reads a replication slot of its own (slotOf), as each has a cursor of its own under notify.
  * Bridges started through the stack are stopped by stack.stop().
  */
-export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {} } = {}) {
+export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {}, source: stackSource = source } = {}) {
   const bridgePort = await freePort();
   const opsPort = await freePort();
   const webhookPath = '/soketi/webhook';
   const webhookUrl = `http://127.0.0.1:${bridgePort}${webhookPath}`;
-  const db = await startPostgres(pgOptions);
+  const db = await startPostgres({ source: stackSource, ...pgOptions });
   let soketi;
   try {
     soketi = await startSoketi({ webhookUrl, ...soketiOptions });
@@ -730,6 +845,8 @@ export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {
     bridgesStarted: [],
     pg: db,
     soketi,
+    source: stackSource,
+    slotOf,
     bridgePort,
     webhookUrl,
     webhookPath,
@@ -748,6 +865,7 @@ export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {
         BRIDGE_HTTP_BIND: '127.0.0.1',
         BRIDGE_OPS_LISTEN: `127.0.0.1:${opsPort}`,
         BRIDGE_LOG_FORMAT: 'text',
+        ...(stackSource === 'wal' ? { BRIDGE_SOURCE: 'wal', BRIDGE_SLOT: slotOf(overrides.BRIDGE_CURSOR_NAME) } : {}),
         ...overrides,
       };
     },
