@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { channelName } from '../../deploy/clients/channel-name.mjs';
 import { subscribeInvalidations } from '../../deploy/clients/invalidations.mjs';
 import {
-  http, isInvalidation, isLiveInvalidation, signWebhook, sleep, startStack, waitUntil,
+  http, isInvalidation, isLiveInvalidation, notifyOnly, signWebhook, sleep, startStack, waitUntil,
 } from './harness.mjs';
 
 const SECRET = 'it-contract-secret-93fa';
@@ -27,10 +27,11 @@ describe('contract: timestamps after the commit, every subscriber served', () =>
     await db.query(`
       CREATE TABLE doc  (id int PRIMARY KEY, v text);
       CREATE TABLE note (id int PRIMARY KEY, v text);
-      CREATE TABLE item (id text PRIMARY KEY, v text);
-      SELECT cache_invalidation_attach('doc', 'id');
-      SELECT cache_invalidation_attach('note', 'id', 'text');
-      SELECT cache_invalidation_attach('item', 'id', row_data => true);
+      CREATE TABLE item (id text PRIMARY KEY, v text);`);
+    await db.attach('doc', 'id');
+    await db.attach('note', 'id', { style: 'text' });
+    await db.attach('item', 'id', { rowData: true });
+    await db.query(`
       INSERT INTO doc VALUES (1, 'old');
       INSERT INTO note VALUES (1, 'old');`);
   });
@@ -51,12 +52,14 @@ describe('contract: timestamps after the commit, every subscriber served', () =>
   // A writer holds its transaction open for a second while another session reads the old row
   // at database time T1. A stamp taken inside the transaction would precede T1, and a client
   // that dropped "what it cached before invalidatedAt" would keep that stale read.
-  for (const [style, change, key] of [
-    ['JSON style', `UPDATE doc SET v = 'new' WHERE id = 1`, 'doc:1'],
-    ['text style', `UPDATE note SET v = 'new' WHERE id = 1`, 'note:1'],
-    ['a by-hand NOTIFY', `SELECT pg_notify('cache_invalidation', '{"cache_key":"hand:1","invalidated_at":1}')`, 'hand:1'],
+  for (const [style, change, key, options] of [
+    ['JSON style', `UPDATE doc SET v = 'new' WHERE id = 1`, 'doc:1', {}],
+    ['text style', `UPDATE note SET v = 'new' WHERE id = 1`, 'note:1', notifyOnly('a trigger style (under wal the JSON-style row says it all)')],
+    ['a by-hand NOTIFY', `SELECT pg_notify('cache_invalidation', '{"cache_key":"hand:1","invalidated_at":1}')`, 'hand:1',
+      notifyOnly("the payload's invalidated_at")],
+    ['cache_invalidate()', `SELECT cache_invalidate('hand:2')`, 'hand:2', {}],
   ]) {
-    test(`${style}: the live event and a later replay carry invalidatedAt > T1, a read of the old row during the open transaction`, async (t) => {
+    test(`${style}: the live event and a later replay carry invalidatedAt > T1, a read of the old row during the open transaction`, options, async (t) => {
       await stack.useBridge();
       const sub = await subscribe(t, 'invalidations');
       await sleep(500); // the subscription's own replay is not the subject here
@@ -71,7 +74,7 @@ describe('contract: timestamps after the commit, every subscriber served', () =>
         `SELECT extract(epoch FROM clock_timestamp()) * 1000 AS t1,
                 (SELECT v FROM doc WHERE id = 1) AS doc, (SELECT v FROM note WHERE id = 1) AS note`);
       const t1 = Number(read.rows[0].t1);
-      if (key !== 'hand:1') assert.equal(read.rows[0][key.split(':')[0]], 'old', 'the reader sees the old row');
+      if (!key.startsWith('hand:')) assert.equal(read.rows[0][key.split(':')[0]], 'old', 'the reader sees the old row');
       await sleep(600); // the transaction stays open >= 1 s in all
       await writer.query('COMMIT');
 
@@ -91,7 +94,7 @@ describe('contract: timestamps after the commit, every subscriber served', () =>
     });
   }
 
-  test('a far-future payload timestamp is not taken: a later real change still arrives as newer', async (t) => {
+  test('a far-future payload timestamp is not taken: a later real change still arrives as newer', notifyOnly("the payload's invalidated_at"), async (t) => {
     const bridge = await stack.useBridge();
     const sub = await subscribe(t, 'invalidations');
     await sleep(500);
@@ -110,7 +113,7 @@ describe('contract: timestamps after the commit, every subscriber served', () =>
     assert.ok(real.data.invalidatedAt >= forged.data.invalidatedAt, 'the real change is newer by the client rule');
   });
 
-  test('the store is written only by the triggers: PUBLIC may not call cache_invalidation_record, a writer without rights still writes', async () => {
+  test('the store is written only by the triggers: PUBLIC may not call cache_invalidation_record, a writer without rights still writes', notifyOnly('the store and the triggers that write it'), async () => {
     await db.query(`
       DROP ROLE IF EXISTS it_writer;
       CREATE ROLE it_writer LOGIN;
@@ -230,18 +233,18 @@ describe('contract: timestamps after the commit, every subscriber served', () =>
     await stack.useBridge({ BRIDGE_CHANNEL: 'cache-{key}', BRIDGE_CURSOR_NAME: 'odd-keys' });
     const a = await subscribe(t, await channelName('cache-{key}', '', 'posts:1'));
     const b = await subscribe(t, await channelName('cache-{key}', '', 'posts-1'));
-    await db.query(`SELECT pg_notify('cache_invalidation', '{"cache_key":"posts:1"}')`);
-    await db.query(`SELECT pg_notify('cache_invalidation', '{"cache_key":"posts-1"}')`);
+    await db.invalidate('posts:1');
+    await db.invalidate('posts-1');
     await a.waitFor(isInvalidation('posts:1'), 10000);
     await b.waitFor(isInvalidation('posts-1'), 10000);
     await sleep(300);
     // (A replay of the same stamp may follow the live event: the subscription's webhook races
-    // the NOTIFY. What must never happen is one key's event on the other's channel.)
+    // the invalidation. What must never happen is one key's event on the other's channel.)
     assert.deepEqual([...new Set(a.events.map((e) => e.data.cacheKey))], ['posts:1']);
     assert.deepEqual([...new Set(b.events.map((e) => e.data.cacheKey))], ['posts-1']);
   });
 
-  test('a changed BRIDGE_CHANNEL routes the stored stamps anew; a new bridge name starts from the store', async () => {
+  test('a changed BRIDGE_CHANNEL routes the stored stamps anew; a new bridge name starts from the store', notifyOnly('catch-up from cache_invalidated_at (re-routing under wal: wal.test.mjs)'), async () => {
     const snapshot = async (channel) => JSON.parse((await http(`${stack.baseUrl}/snapshot?channel=${channel}`)).text);
     // Keys in the store that no bridge named 'renamed' ever stamped (as after an upgrade).
     await db.query(`INSERT INTO item VALUES ('r1', 'v'), ('r2', 'v')`);

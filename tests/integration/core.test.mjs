@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  WARN_OR_ERROR, isLiveInvalidation, runBridge, sleep, startStack, waitUntil,
+  WARN_OR_ERROR, isLiveInvalidation, notifyOnly, runBridge, sleep, startStack, waitUntil,
 } from './harness.mjs';
 
 const SECRET = 'it-core-secret-7c1e';
@@ -34,11 +34,11 @@ describe('core: notifications reach pusher-js clients', () => {
       CREATE TABLE t     (id int PRIMARY KEY, name text);
       CREATE TABLE t2    (id int PRIMARY KEY, name text);
       CREATE TABLE posts (id int PRIMARY KEY, title text);
-      CREATE TABLE big   (id int PRIMARY KEY, body text);
-      SELECT cache_invalidation_attach('t', 'id', row_data => true);
-      SELECT cache_invalidation_attach('t2', 'id', 'text');
-      SELECT cache_invalidation_attach('posts', 'id', row_data => true);
-      SELECT cache_invalidation_attach('big', 'id', row_data => true);`);
+      CREATE TABLE big   (id int PRIMARY KEY, body text);`);
+    await db.attach('t', 'id', { rowData: true });
+    await db.attach('t2', 'id', { style: 'text' });
+    await db.attach('posts', 'id', { rowData: true });
+    await db.attach('big', 'id', { rowData: true });
   });
   after(async () => {
     await stack?.stop();
@@ -62,6 +62,8 @@ describe('core: notifications reach pusher-js clients', () => {
     return sub;
   }
 
+  // data of a DELETE: both sources carry the key column; the notify source's whole old row is
+  // the next test's, the WAL source's identity-only row is wal.test.mjs's.
   test('JSON style: insert, update and delete arrive with cacheKey, action, id, data and timestamp', async (t) => {
     await defaultBridge();
     const sub = await subscribe(t, 'invalidations');
@@ -71,7 +73,7 @@ describe('core: notifications reach pusher-js clients', () => {
     const steps = [
       [`INSERT INTO t VALUES (1, 'a')`, 'insert', { id: 1, name: 'a' }],
       [`UPDATE t SET name = 'b' WHERE id = 1`, 'update', { id: 1, name: 'b' }],
-      [`DELETE FROM t WHERE id = 1`, 'delete', { id: 1, name: 'b' }],
+      [`DELETE FROM t WHERE id = 1`, 'delete', { id: 1 }],
     ];
     for (const [sql, action, row] of steps) {
       await db.query(sql);
@@ -80,13 +82,26 @@ describe('core: notifications reach pusher-js clients', () => {
       assert.equal(e.event, 'cache-invalidate');
       assert.equal(e.data.table, 't');
       assert.equal(e.data.id, 1);
-      assert.deepEqual(e.data.data, row);
+      if (action === 'delete') {
+        assert.equal(e.data.data?.id, 1, `the deleted row's key column: ${JSON.stringify(e.data.data)}`);
+      } else {
+        assert.deepEqual(e.data.data, row);
+      }
       assertTimestamp(e.data.invalidatedAt, storeMs);
       assert.equal(e.data.replay, undefined, 'live events carry no replay flag');
     }
   });
 
-  test('text style: insert, update and delete each arrive as cacheKey + invalidatedAt', async (t) => {
+  test('JSON style: a DELETE carries the whole old row in data', notifyOnly('the trigger sends OLD whole; the WAL sends the replica identity (wal.test.mjs)'), async (t) => {
+    await defaultBridge();
+    const sub = await subscribe(t, 'invalidations');
+    await db.query(`INSERT INTO t VALUES (7, 'whole')`);
+    await db.query(`DELETE FROM t WHERE id = 7`);
+    const e = await sub.waitFor((x) => isLiveInvalidation('t:7')(x) && x.data.action === 'delete', 10000);
+    assert.deepEqual(e.data.data, { id: 7, name: 'whole' });
+  });
+
+  test('text style: insert, update and delete each arrive as cacheKey + invalidatedAt', notifyOnly('text-style plain payloads on data_change_notification'), async (t) => {
     await defaultBridge();
     const sub = await subscribe(t, 'invalidations');
     const steps = [`INSERT INTO t2 VALUES (1, 'a')`, `UPDATE t2 SET name = 'b' WHERE id = 1`, `DELETE FROM t2 WHERE id = 1`];
@@ -140,12 +155,13 @@ describe('core: notifications reach pusher-js clients', () => {
     assertTimestamp(e.data.invalidatedAt, await db.storeMs('big:1'));
   });
 
-  test('malformed and empty NOTIFY payloads are logged and do not stop later events', async (t) => {
+  // The by-hand way of the source under test: NOTIFY, or a logical decoding message.
+  test('malformed and empty by-hand payloads are logged and do not stop later events', async (t) => {
     const bridge = await defaultBridge();
     const sub = await subscribe(t, 'invalidations');
     const mark = bridge.mark();
-    await db.query(`SELECT pg_notify('cache_invalidation', '{not json')`);
-    await db.query(`SELECT pg_notify('cache_invalidation', '')`);
+    await db.rawInvalidation('{not json');
+    await db.rawInvalidation('');
     await db.query(`INSERT INTO t VALUES (4, 'after bad ones')`);
     const e = await sub.waitFor(isLiveInvalidation('t:4'), 10000);
     assert.equal(e.data.action, 'insert');
@@ -157,7 +173,7 @@ describe('core: notifications reach pusher-js clients', () => {
       `a line identifies the bad notification:\n${bridge.output(mark)}`);
   });
 
-  test('a plain NOTIFY on data_change_notification with payload mykey arrives as cacheKey mykey', async (t) => {
+  test('a plain NOTIFY on data_change_notification with payload mykey arrives as cacheKey mykey', notifyOnly('NOTIFY on data_change_notification'), async (t) => {
     await defaultBridge();
     const sub = await subscribe(t, 'invalidations');
     await db.query(`NOTIFY data_change_notification, 'mykey'`);

@@ -11,7 +11,7 @@ import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  freePort, http, isInvalidation, runBridge, sleep, startSoketi, startStack, waitUntil,
+  freePort, http, isInvalidation, notifyOnly, runBridge, sleep, source, startSoketi, startStack, waitUntil,
 } from './harness.mjs';
 
 const SECRET = 'it-hardening-secret-5be0';
@@ -23,7 +23,8 @@ describe('hardening: secrets and replayed webhooks', () => {
   before(async () => {
     stack = await startStack({ soketi: { secret: SECRET } });
     db = stack.pg;
-    await db.query(`CREATE TABLE h (id int PRIMARY KEY); SELECT cache_invalidation_attach('h', 'id');`);
+    await db.query(`CREATE TABLE h (id int PRIMARY KEY)`);
+    await db.attach('h', 'id');
   });
   after(async () => {
     await stack?.stop();
@@ -40,7 +41,7 @@ describe('hardening: secrets and replayed webhooks', () => {
     const password = 'Pa%ss-w0rd';
     const url = `postgresql://app:${password}@127.0.0.1:${db.port}/postgres`;
     const bridge = await stack.useBridge({ DATABASE_URL: url }, { ready: 'healthz' });
-    await bridge.waitForLine(/PostgreSQL: .*reconnecting/, 10000);
+    await bridge.waitForLine(/PostgreSQL( replication)?: .*reconnecting/, 10000);
     await sleep(1500); // a retry or two
     await bridge.stop();
     const check = await runBridge({ env: stack.bridgeEnv({ DATABASE_URL: url }), args: ['--check'] });
@@ -150,7 +151,7 @@ describe('hardening: secrets and replayed webhooks', () => {
     for (let i = 0; i < 30; i++) await db.query('INSERT INTO h SELECT g FROM generate_series($1::int, $2::int) g', [6000 + i * 10, 6009 + i * 10]);
     const exit = await first.stop();
     assert.equal(exit.code, 0, first.output());
-    assert.match(first.text(), /cursor saved at transaction/);
+    assert.match(first.text(), source === 'wal' ? /replication slot \S+ confirmed up to/ : /cursor saved at transaction/);
     for (let i = 0; i < 300; i++) assert.ok(sub.events.some(isInvalidation(`h:${6000 + i}`)), `h:${6000 + i} was published before the stop`);
 
     const mark = sub.events.length;
@@ -168,13 +169,13 @@ describe('hardening: secrets and replayed webhooks', () => {
     assert.ok(resent <= 10, `${resent} keys re-sent:\n${second.output()}`);
   });
 
-  test('the cursor waits for a barrier, not a timer: a tiny queue, a slow Soketi, SIGKILL, restart: nothing lost', async (t) => {
+  test('the cursor waits for a barrier, not a timer: a tiny queue, a slow Soketi, SIGKILL, restart: nothing lost', notifyOnly('the LISTEN barrier and the store-based cursor (the slot under SIGKILL: wal.test.mjs)'), async (t) => {
     const env = { BRIDGE_CURSOR_NAME: 'barrier', BRIDGE_REPLAY_MAX_AGE_S: 1 };
     // 3,000 commits of 2 KB notifications, published at 300 a second with at most 5 keys
     // queued: the listener is seconds behind, with most notifications still waiting in
     // PostgreSQL (the socket buffers hold about a hundred) while checkpoints are taken.
-    await db.query(`CREATE TABLE hb (id int PRIMARY KEY, body text);
-                    SELECT cache_invalidation_attach('hb', 'id', row_data => true);`);
+    await db.query(`CREATE TABLE hb (id int PRIMARY KEY, body text)`);
+    await db.attach('hb', 'id', { rowData: true });
     const slow = await stack.useBridge({ ...env, BRIDGE_QUEUE_MAX_KEYS: 5, SOKETI_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SEC: 300,
       BRIDGE_COALESCE_MS: 0 });
     await listening();
@@ -213,7 +214,7 @@ describe('hardening: secrets and replayed webhooks', () => {
     t.diagnostic(`after the SIGKILL and restart: ${resent} of the ${deliveredBefore.size} keys delivered before were sent again`);
   });
 
-  test('Soketi away during 200,000 changes: the bridge reads on (PostgreSQL\'s notification queue drains within 10 s, RSS bounded), and publishes all of them once Soketi is back', async (t) => {
+  test('Soketi away during 200,000 changes: the bridge reads on (PostgreSQL\'s notification queue drains within 10 s, RSS bounded), and publishes all of them once Soketi is back', notifyOnly('pg_notification_queue_usage and held-back changes (the slot while Soketi is away: wal.test.mjs)'), async (t) => {
     // A proxy in front of Soketi that can refuse every connection: the subscriber stays on
     // the real Soketi throughout.
     const sockets = new Set();
@@ -228,7 +229,8 @@ describe('hardening: secrets and replayed webhooks', () => {
     await new Promise((resolve) => proxy.listen(proxyPort, '127.0.0.1', resolve));
     t.after(() => { for (const s of sockets) s.destroy(); proxy.close(); });
 
-    await db.query(`CREATE TABLE flood (id int PRIMARY KEY); SELECT cache_invalidation_attach('flood', 'id');`);
+    await db.query(`CREATE TABLE flood (id int PRIMARY KEY)`);
+    await db.attach('flood', 'id');
     const bridge = await stack.useBridge({ SOKETI_PORT: proxyPort, BRIDGE_CURSOR_NAME: 'flood-200k' });
     await listening();
     const sub = await stack.subscribe('invalidations');
@@ -280,14 +282,22 @@ describe('hardening: secrets and replayed webhooks', () => {
     await listening();
     const sub = await stack.subscribe('invalidations');
     t.after(() => sub.disconnect());
-    // The listener's backend: the session that sends the barrier markers.
+    // The listener's backend: the session that sends the barrier markers (notify), or the
+    // walsender of the replication stream (wal).
     const pid = await waitUntil(async () => (await db.query(
       `SELECT pid FROM pg_stat_activity WHERE application_name = 'cache-bridge'
-         AND query LIKE 'SELECT pg_notify(%' LIMIT 1`)).rows[0]?.pid, 10000, { message: 'the listener\'s backend' });
+         AND ${source === 'wal' ? "backend_type = 'walsender'" : "query LIKE 'SELECT pg_notify(%'"} LIMIT 1`)).rows[0]?.pid,
+    10000, { message: 'the listener\'s backend' });
     process.kill(pid, 'SIGSTOP'); // alive, connected, and silent: statement_timeout cannot fire
     t.after(() => { try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ } });
     await db.query('INSERT INTO h VALUES (9100)');
     const t0 = Date.now();
+    if (source === 'wal') {
+      // The stopped walsender holds the slot until it runs again (and finds its client gone):
+      // the bridge must give the stream up, and stream again once the slot is free.
+      await bridge.waitForLine(/did not answer within 2 s/, 15000);
+      process.kill(pid, 'SIGCONT');
+    }
     await sub.waitFor(isInvalidation('h:9100'), 15000).catch((err) => {
       throw new Error(`${err.message}\n${bridge.output().split('\n').slice(-10).join('\n')}`);
     });
@@ -329,14 +339,15 @@ describe('hardening: one event Soketi refuses costs only that event', () => {
   before(async () => {
     // Soketi's payload limit (1 KB) below the bridge's (100 KB, its default): a mismatch.
     stack = await startStack({ soketi: { secret: SECRET, maxSizeKb: 1 } });
-    await stack.pg.query(`CREATE TABLE big (id int PRIMARY KEY, body text); SELECT cache_invalidation_attach('big', 'id', row_data => true);`);
+    await stack.pg.query(`CREATE TABLE big (id int PRIMARY KEY, body text)`);
+    await stack.pg.attach('big', 'id', { rowData: true });
   });
   after(async () => {
     await stack?.stop();
   });
 
   test('a batch with one event too large for Soketi: the others are published, that one without its row', async (t) => {
-    const bridge = await stack.useBridge({ SOKETI_EVENT_MAX_SIZE_IN_KB: 100 }, { ready: /PostgreSQL: listening/ });
+    const bridge = await stack.useBridge({ SOKETI_EVENT_MAX_SIZE_IN_KB: 100 }, { ready: /PostgreSQL: (listening|streaming)/ });
     const sub = await stack.subscribe('invalidations');
     t.after(() => sub.disconnect());
     await sleep(300);

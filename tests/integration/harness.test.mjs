@@ -11,9 +11,11 @@ import http from 'node:http';
 import { createRequire } from 'node:module';
 import { after, before, describe, test } from 'node:test';
 
-import { freePort, signWebhook, startPostgres, startSoketi, subscribe, waitUntil, withTimeout } from './harness.mjs';
+import {
+  freePort, notifyOnly, signWebhook, sourceIndependent, startPostgres, startSoketi, subscribe, waitUntil, withTimeout,
+} from './harness.mjs';
 
-describe('PostgreSQL and the SQL triggers', () => {
+describe('PostgreSQL and the SQL triggers', notifyOnly('the triggers and the store they write'), () => {
   let db;
   let listener;
   const notes = [];
@@ -124,7 +126,7 @@ describe('PostgreSQL and the SQL triggers', () => {
   });
 });
 
-describe('pruning the store', () => {
+describe('pruning the store', notifyOnly('the store the triggers write'), () => {
   let db;
   before(async () => { db = await startPostgres(); });
   after(async () => { await db?.stop(); });
@@ -146,7 +148,7 @@ describe('pruning the store', () => {
   });
 });
 
-describe('Soketi through scripts/soketi', () => {
+describe('Soketi through scripts/soketi', sourceIndependent, () => {
   let soketi;
   let webhookServer;
   const webhooks = [];

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
-import { freePort, http, runBridge, sleep, startStack, waitUntil } from './harness.mjs';
+import { freePort, http, runBridge, sleep, source, startStack, waitUntil } from './harness.mjs';
 
 const SECRET = 'it-obs-secret-93b0';
 
@@ -31,8 +31,8 @@ describe('observability: health, readiness, metrics and --check', () => {
   before(async () => {
     stack = await startStack({ soketi: { secret: SECRET } });
     db = stack.pg;
-    await db.query(`CREATE TABLE o (id int PRIMARY KEY, n int);
-                    SELECT cache_invalidation_attach('o', 'id');`);
+    await db.query(`CREATE TABLE o (id int PRIMARY KEY, n int)`);
+    await db.attach('o', 'id');
   });
   after(async () => {
     await stack?.stop();
@@ -96,6 +96,8 @@ describe('observability: health, readiness, metrics and --check', () => {
   });
 
   test('GET /metrics counts notifications received and events published', async () => {
+    // What the source received: NOTIFYs, or row changes and messages read from the WAL.
+    const receivedName = source === 'wal' ? 'cache_bridge_wal_changes_received_total' : 'cache_bridge_notifications_received_total';
     const bridge = await stack.useBridge();
     const scrape = async () => {
       const r = await http(`${bridge.opsUrl}/metrics`);
@@ -103,12 +105,12 @@ describe('observability: health, readiness, metrics and --check', () => {
       return r.text;
     };
     const before = await scrape();
-    for (const name of ['cache_bridge_notifications_received_total', 'cache_bridge_events_published_total']) {
+    for (const name of [receivedName, 'cache_bridge_events_published_total']) {
       assert.ok(before.includes(name), `/metrics has ${name}:\n${before}`);
     }
-    const received0 = metricValue(before, 'cache_bridge_notifications_received_total');
+    const received0 = metricValue(before, receivedName);
     const published0 = metricValue(before, 'cache_bridge_events_published_total');
-    assert.equal(typeof received0, 'number', `a sample of cache_bridge_notifications_received_total:\n${before}`);
+    assert.equal(typeof received0, 'number', `a sample of ${receivedName}:\n${before}`);
     assert.equal(typeof published0, 'number', `a sample of cache_bridge_events_published_total:\n${before}`);
     const names = before.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split(/[{\s]/)[0]);
     assert.deepEqual(names.filter((n) => !n.startsWith('cache_bridge_')), [], 'every metric is prefixed cache_bridge_');
@@ -118,7 +120,7 @@ describe('observability: health, readiness, metrics and --check', () => {
     let last = before;
     await waitUntil(async () => {
       last = await scrape();
-      return metricValue(last, 'cache_bridge_notifications_received_total') >= received0 + 2 &&
+      return metricValue(last, receivedName) >= received0 + 2 &&
         metricValue(last, 'cache_bridge_events_published_total') >= published0 + 1;
     }, 10000, { intervalMs: 200, message: 'counters went up' }).catch((err) => {
       throw new Error(`${err.message}\nbefore:\n${before}\nafter:\n${last}`);
@@ -157,7 +159,7 @@ describe('observability: health, readiness, metrics and --check', () => {
   test('BRIDGE_LOG_FORMAT=json logs one JSON object per line; SIGTERM exits 0', async () => {
     const bridge = await stack.useBridge({ BRIDGE_LOG_FORMAT: 'json' });
     await db.query(`INSERT INTO o VALUES (2, 0)`);
-    await db.query(`SELECT pg_notify('cache_invalidation', '{not json')`); // a warn line
+    await db.rawInvalidation('{not json'); // a warn line
     await bridge.waitForLine(/"warn"/, 5000).catch(() => {}); // asserted below, with the whole log
     const r = await bridge.stop();
     assert.equal(r.code, 0, `exit code 0 after SIGTERM (signal ${r.signal}):\n${bridge.output()}`);

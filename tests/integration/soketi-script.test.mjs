@@ -11,9 +11,9 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFile
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 
-import { SOKETI_SCRIPT, cleanEnv, spawnCaptured, tempDir, waitUntil, withTimeout } from './harness.mjs';
+import { SOKETI_SCRIPT, cleanEnv, sourceIndependent, spawnCaptured, tempDir, waitUntil, withTimeout } from './harness.mjs';
 
-describe('scripts/soketi', () => {
+describe('scripts/soketi', sourceIndependent, () => {
   let dir;
   let script;
 

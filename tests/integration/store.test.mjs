@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  http, isInvalidation, isLiveInvalidation, signWebhook, sleep, startStack, waitUntil,
+  http, isInvalidation, isLiveInvalidation, signWebhook, sleep, source, startStack, waitUntil,
 } from './harness.mjs';
 
 const SECRET = 'it-store-secret-41d2';
@@ -27,12 +27,12 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
       CREATE TABLE c (id int PRIMARY KEY, n int);
       CREATE TABLE k (id int PRIMARY KEY, v text);
       CREATE TABLE w (id int PRIMARY KEY, n int);
-      CREATE TABLE widgets (id int PRIMARY KEY, v text);
-      SELECT cache_invalidation_attach('r', 'id', row_data => true);
-      SELECT cache_invalidation_attach('c', 'id', row_data => true);
-      SELECT cache_invalidation_attach('k', 'id');
-      SELECT cache_invalidation_attach('w', 'id');
-      SELECT cache_invalidation_attach('widgets', 'id');`);
+      CREATE TABLE widgets (id int PRIMARY KEY, v text);`);
+    await db.attach('r', 'id', { rowData: true });
+    await db.attach('c', 'id', { rowData: true });
+    await db.attach('k', 'id');
+    await db.attach('w', 'id');
+    await db.attach('widgets', 'id');
   });
   after(async () => {
     await stack?.stop();
@@ -43,23 +43,20 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
     t.after(() => sub.disconnect());
     return sub;
   }
-  /** The bridge's stamps ({seq, ms}) of every key the store holds for a table, once written. */
+  /** The bridge's stamps ({seq, ms}) of every key of a table with a known change (db.changes), once written. */
   async function stampsOf(table, bridge = 'default') {
-    const r = await db.query('SELECT cache_key FROM cache_invalidated_at WHERE table_name = $1', [table]);
     const out = new Map();
-    for (const { cache_key: key } of r.rows) out.set(key, await db.stamp(key, { bridge, timeoutMs: 20000 }));
+    for (const key of (await db.changes(table)).keys()) out.set(key, await db.stamp(key, { bridge, timeoutMs: 20000 }));
     return out;
   }
   /**
-   * Waits until every key of `table` in the store reached the subscriber by an event published
-   * after its latest change, then checks that the newest event of each key carries the stamp
-   * the bridge stored (live, caught-up and stored values agree).
+   * Waits until every key of `table` with a known change (the store, or the rows' commit times
+   * under wal: db.changes) reached the subscriber by an event published after its latest
+   * change, then checks that the newest event of each key carries the stamp the bridge stored
+   * (live, caught-up and stored values agree).
    */
   async function waitForAll(sub, table, bridge, timeoutMs) {
-    const r = await db.query(
-      `SELECT cache_key, floor(extract(epoch FROM invalidated_at) * 1000)::bigint AS ms
-         FROM cache_invalidated_at WHERE table_name = $1`, [table]);
-    const changedAt = new Map(r.rows.map((x) => [x.cache_key, x.ms]));
+    const changedAt = await db.changes(table);
     const newest = (key) => sub.events.filter(isInvalidation(key)).reduce((a, e) => (!a || e.data.seq > a.data.seq ? e : a), undefined);
     const missing = () => [...changedAt].filter(([key, ms]) => !(newest(key)?.data.invalidatedAt > ms));
     await waitUntil(() => missing().length === 0, timeoutMs, { intervalMs: 100, message: 'all keys delivered' })
@@ -99,9 +96,9 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
 
   test('cache-{key}: a replay answers a cache miss, and a second and third subscriber get the state too', async (t) => {
     await stack.useBridge({ BRIDGE_CHANNEL: 'cache-{key}', BRIDGE_CURSOR_NAME: 'per-key' });
-    // A by-hand NOTIFY, published to nobody; a Soketi restart then forgets the event it cached,
-    // so only the bridge's stamp can answer the first subscriber's cache miss.
-    await db.query(`SELECT pg_notify('cache_invalidation', '{"cache_key":"widget-7","table":"widgets"}')`);
+    // A by-hand invalidation, published to nobody; a Soketi restart then forgets the event it
+    // cached, so only the bridge's stamp can answer the first subscriber's cache miss.
+    await db.invalidate('widget-7');
     const stamp = await db.stamp('widget-7', { bridge: 'per-key' });
     await stack.restartSoketi();
     const first = await subscribe(t, 'cache-widget-7');
@@ -304,12 +301,18 @@ describe('store: replay, webhooks, coalescing and catch-up', () => {
     await db.query(`INSERT INTO r VALUES (20, 'before restart')`);
     await sub.waitFor(isLiveInvalidation('r:20'), 10000);
     const stamp = await db.stamp('r:20');
-    // Once the cursor has passed r:20 the restart has nothing to catch up: what reaches the
-    // client then can only be the startup replay.
-    await waitUntil(async () => (await db.query(
-      `SELECT c.resume_xid > s.writer_xid AS passed FROM cache_bridge_cursor c, cache_invalidated_at s
-       WHERE c.name = 'default' AND s.cache_key = 'r:20'`)).rows.some((row) => row.passed), 10000,
-    { intervalMs: 200, message: 'the catch-up cursor passed r:20' });
+    // Once the cursor (the slot, under wal) has passed r:20 the restart has nothing to catch
+    // up: what reaches the client then can only be the startup replay.
+    if (source === 'wal') {
+      const lsn = await db.walLsn();
+      await waitUntil(() => db.slotConfirmed(stack.slotOf(), lsn), 15000,
+        { intervalMs: 200, message: 'the slot confirmed r:20' });
+    } else {
+      await waitUntil(async () => (await db.query(
+        `SELECT c.resume_xid > s.writer_xid AS passed FROM cache_bridge_cursor c, cache_invalidated_at s
+         WHERE c.name = 'default' AND s.cache_key = 'r:20'`)).rows.some((row) => row.passed), 10000,
+      { intervalMs: 200, message: 'the catch-up cursor passed r:20' });
+    }
     await bridge.stop();
     const since = sub.events.length;
     bridge = await stack.useBridge();

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { http, isLiveInvalidation, sleep, startPostgres, startStack, waitUntil } from './harness.mjs';
+import { http, isLiveInvalidation, notifyOnly, sleep, startPostgres, startStack, waitUntil } from './harness.mjs';
 
 /** The bridge's notifications_received_total for a PostgreSQL channel. */
 async function notificationsReceived(opsUrl, pgChannel = 'cache_invalidation') {
@@ -19,7 +19,7 @@ async function notificationsReceived(opsUrl, pgChannel = 'cache_invalidation') {
   return Number(m[1]);
 }
 
-describe('lean triggers: statement-level, set-based, one NOTIFY for many keys', () => {
+describe('lean triggers: statement-level, set-based, one NOTIFY for many keys', notifyOnly('the triggers, their NOTIFYs and the bridge that LISTENs'), () => {
   let stack;
   let db;
   let bridge;
