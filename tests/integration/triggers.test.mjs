@@ -9,7 +9,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { http, isLiveInvalidation, notifyOnly, sleep, startPostgres, startStack, waitUntil } from './harness.mjs';
+import {
+  http, isLiveInvalidation, notifyOnly, sleep, sourceIndependent, startPostgres, startStack, waitUntil,
+} from './harness.mjs';
 
 /** The bridge's notifications_received_total for a PostgreSQL channel. */
 async function notificationsReceived(opsUrl, pgChannel = 'cache_invalidation') {
@@ -28,7 +30,7 @@ describe('lean triggers: statement-level, set-based, one NOTIFY for many keys', 
   const notes = [];
 
   before(async () => {
-    stack = await startStack();
+    stack = await startStack({ source: 'notify' });
     db = stack.pg;
     await db.query(`
       CREATE TABLE bulk (k text PRIMARY KEY, n int NOT NULL DEFAULT 0);
@@ -268,7 +270,7 @@ describe('lean triggers: statement-level, set-based, one NOTIFY for many keys', 
   });
 });
 
-describe("attach(..., 'wal') on a PostgreSQL with wal_level logical", () => {
+describe("attach(..., 'wal') on a PostgreSQL with wal_level logical", sourceIndependent, () => {
   let db;
 
   before(async () => {
