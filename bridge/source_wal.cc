@@ -186,7 +186,9 @@ Status WalSource::connect() {
   if (resync_pending_) {
     Transaction resync;
     resync.visible = true;
-    for (const auto& [relid, table] : tables_) resync.changes.push_back(resync_of(table.table_name));
+    for (const auto& [relid, table] : tables_) {
+      if (!table.table_name.empty()) resync.changes.push_back(resync_of(table.table_name));
+    }
     metrics_.wal_changes_waiting += static_cast<int64_t>(resync.changes.size());
     committed_.push_back(std::move(resync));
     resync_pending_ = false;
@@ -232,7 +234,8 @@ Status WalSource::load_tables() {
     return Status::error("cannot read cache_invalidation_table (install sql/cache_invalidation.sql "
                          "of this version): " + s.message());
   }
-  tables_.clear();
+  // Relations found not attached before stay so (see table_of) until found attached.
+  std::erase_if(tables_, [](const auto& entry) { return !entry.second.table_name.empty(); });
   for (int i = 0; i < PQntuples(rows.get()); ++i) {
     uint32_t relid = 0;
     std::string_view text = PQgetvalue(rows.get(), i, 0);
@@ -298,16 +301,37 @@ Status WalSource::start_streaming() {
 }
 
 Status WalSource::stream_until_broken() {
+  // At SIGTERM: the WAL position every transaction committed before it lies within (the
+  // insert position: under synchronous_commit = off a commit may not be written yet). The
+  // stream is read up to there, so what was committed before the stop goes out before the
+  // exit (as the notify source's final barrier does), bounded by finish_receiving's timeout.
+  std::optional<Lsn> finish_at;
+  int64_t next_finish_ask_ms = 0;
   while (!stopping_) {
+    if (finish_requested_ && !finish_at) {
+      PgResultPtr position;
+      Lsn lsn = 0;
+      if (!pg_exec(sql_.get(), "SELECT pg_current_wal_insert_lsn()::text", &position) ||
+          !pgoutput::parse_lsn(PQgetvalue(position.get(), 0, 0), &lsn)) {
+        lsn = 0;  // unknown: finish with what was received
+      }
+      finish_at = lsn;
+    }
+    bool read_to_finish = finish_at && received_ >= *finish_at;
     // Stop reading while enough waits: the server keeps the WAL, memory stays flat.
-    bool reading = !finish_requested_ &&
+    bool reading = !read_to_finish &&
                    metrics_.wal_changes_waiting < static_cast<int64_t>(config_.queue_max_keys);
     if (reading) {
       if (auto s = read_available(); !s) return s;
     }
+    if (finish_at && received_ < *finish_at && steady_ms() >= next_finish_ask_ms) {
+      // An idle server says how far it has read only when asked.
+      if (auto s = send_status(true); !s) return s;
+      next_finish_ask_ms = steady_ms() + 50;
+    }
     if (auto s = check_visibility(); !s) return s;
     queue_visible();
-    if (finish_requested_ && (committed_.empty() || queue_.closed())) {
+    if (finish_at && received_ >= *finish_at && (committed_.empty() || queue_.closed())) {
       std::lock_guard lock(finish_mutex_);
       finish_answered_ = true;
       finish_reached_.notify_all();
@@ -324,6 +348,14 @@ Status WalSource::stream_until_broken() {
     if (now >= next_slot_check_ms_) {
       if (auto s = watch_slot(); !s) return s;
       next_slot_check_ms_ = now + kSlotCheckIntervalMs;
+    }
+    // A server that is alive but stuck (a stopped walsender) keeps the TCP connection up and
+    // says nothing: the server answers every reply request at once, so silence longer than
+    // the liveness interval plus BRIDGE_PG_TIMEOUT_MS means a request went unanswered that
+    // long. (Only while reading: a paused stream's answers wait unread in the socket.)
+    if (reading && now - last_heard_ms_ > kLivenessIntervalMs + config_.pg_answer_timeout.count()) {
+      return Status::error(fmt::format("PostgreSQL did not answer within {} s: giving the replication connection up",
+                                       config_.pg_answer_timeout.count() / 1000.0));
     }
     // Waiting for a commit to become visible takes microseconds, for queue room milliseconds.
     bool waiting_visibility = !committed_.empty() && !committed_.front().visible;
@@ -571,21 +603,26 @@ Status WalSource::watch_slot() {
   return Status::ok();
 }
 
+// tables_ also holds relations found not attached at a load, with an empty table_name: their
+// changes are skipped, and they are looked up again at most every kTablesReloadMs. A relation
+// never looked up (a table attached while the bridge runs) is looked up at its first change.
 const WalTable* WalSource::table_of(uint32_t relation_id) {
   auto it = tables_.find(relation_id);
-  if (it == tables_.end() && steady_ms() - tables_loaded_ms_ >= kTablesReloadMs) {
+  if (it != tables_.end() && !it->second.table_name.empty()) return &it->second;
+  if (it == tables_.end() || steady_ms() - tables_loaded_ms_ >= kTablesReloadMs) {
     if (auto s = load_tables(); !s) log::warn("{}", s.message());
     it = tables_.find(relation_id);
-    if (it == tables_.end()) {
+    if (it == tables_.end() || it->second.table_name.empty()) {
       auto relation = relations_.find(relation_id);
       log::warn("changes of {} come through publication {} but it is not attached: skipped "
                 "(attach it with cache_invalidation_attach(..., 'wal'))",
                 relation == relations_.end() ? std::to_string(relation_id)
                                              : relation->second.schema + "." + relation->second.name,
                 config_.publication);
+      it = tables_.emplace(relation_id, WalTable{}).first;
     }
   }
-  return it == tables_.end() ? nullptr : &it->second;
+  return it->second.table_name.empty() ? nullptr : &it->second;
 }
 
 }  // namespace bridge
