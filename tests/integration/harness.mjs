@@ -372,8 +372,10 @@ export async function startPostgres({ installSql = true, settings = {}, source: 
     listen_addresses: '127.0.0.1', port: String(port), unix_socket_directories: '',
     fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off',
     shared_buffers: '32MB', max_connections: '50', log_min_messages: 'warning',
-    // initdb's pg_hba.conf lets replication connections from 127.0.0.1 in (trust).
-    ...(pgSource === 'wal' ? { wal_level: 'logical', track_commit_timestamp: 'on',
+    // initdb's pg_hba.conf lets replication connections from 127.0.0.1 in (trust). A walsender
+    // sends a commit once it is flushed: with synchronous_commit=off only when the WAL writer
+    // gets to it (up to 3 x wal_writer_delay later), so on (fsync stays off: commits stay cheap).
+    ...(pgSource === 'wal' ? { wal_level: 'logical', track_commit_timestamp: 'on', synchronous_commit: 'on',
       max_replication_slots: '20', max_wal_senders: '20' } : {}),
     ...settings,
   };
@@ -524,14 +526,28 @@ export async function startPostgres({ installSql = true, settings = {}, source: 
      * key's latest change is known (storeMs), covers it (the stamp is taken after that commit).
      */
     async stamp(cacheKey, { bridge = 'default', timeoutMs = 10000 } = {}) {
+      const read = async () => (await pool.query(
+        'SELECT seq FROM cache_bridge_stamp WHERE bridge_name = $1 AND cache_key = $2', [bridge, cacheKey])).rows[0]?.seq;
+      // wal: a commit reaches the bridge a while after its commit timestamp (once flushed and
+      // decoded), so a stamp of an earlier change can be later than the latest change's commit
+      // time. Once the bridge's walsender has sent all WAL written before this call, a stamp
+      // that is old, or that stays the same for a moment, is the latest change's.
+      const sentTo = pgSource === 'wal' && (await pool.query('SELECT pg_current_wal_insert_lsn()::text AS lsn')).rows[0].lsn;
+      const sent = async () => (await pool.query(
+        `SELECT r.sent_lsn >= $2::pg_lsn AS ok FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid
+          WHERE s.slot_name = $1`, [slotOf(bridge), sentTo])).rows[0]?.ok === true;
+      const sentDeadline = Date.now() + 3000; // past it (an idle server), go by the stamp alone
       return waitUntil(async () => {
-        const r = await pool.query(
-          'SELECT seq FROM cache_bridge_stamp WHERE bridge_name = $1 AND cache_key = $2', [bridge, cacheKey]);
-        const row = r.rows[0];
-        if (!row) return undefined;
+        const seq = await read();
+        if (seq === undefined) return undefined;
         const changed = await changedUs(cacheKey);
-        if (changed !== undefined && row.seq < changed) return undefined;
-        return { seq: row.seq, ms: Math.floor(row.seq / 1000) + 1 };
+        if (changed !== undefined && seq < changed) return undefined;
+        if (sentTo && Date.now() - seq / 1000 < 300) {
+          if (!(await sent()) && Date.now() < sentDeadline) return undefined;
+          await sleep(100);
+          if ((await read()) !== seq) return undefined;
+        }
+        return { seq, ms: Math.floor(seq / 1000) + 1 };
       }, timeoutMs, { intervalMs: 50, message: `the bridge's stamp of ${cacheKey}` });
     },
     /** WAL: the replication slot's row of pg_replication_slots (lsn columns as text), or undefined. */
