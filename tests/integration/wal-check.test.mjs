@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
-import { runBridge, startStack } from './harness.mjs';
+import { runBridge, startStack, walOnly } from './harness.mjs';
 
-describe('wal source: --check', () => {
+describe('wal source: --check', walOnly('checks what the WAL source needs'), () => {
   let logical;
   let replica;
 
