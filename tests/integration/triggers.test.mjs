@@ -138,7 +138,7 @@ describe('lean triggers: statement-level, set-based, one NOTIFY for many keys', 
       CREATE TABLE dl (id int PRIMARY KEY, grp text NOT NULL, v int NOT NULL DEFAULT 0);
       INSERT INTO dl (id, grp) VALUES (1, 'x'), (2, 'y'), (3, 'y'), (4, 'x');
       CREATE FUNCTION slow_row() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN PERFORM pg_sleep(0.3); RETURN NULL; END $$;
+        BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$;
       CREATE TRIGGER zz_slow AFTER UPDATE ON dl FOR EACH ROW EXECUTE FUNCTION slow_row();`);
     const a = await db.client();
     const b = await db.client();
@@ -155,7 +155,7 @@ describe('lean triggers: statement-level, set-based, one NOTIFY for many keys', 
           return err.code === '40P01' ? 'deadlock' : `error ${err.code}: ${err.message}`;
         }
       };
-      return Promise.all([run(a, [1, 2], 0), run(b, [3, 4], 100)]);
+      return Promise.all([run(a, [1, 2], 0), run(b, [3, 4], 200)]);
     };
     try {
       // The control: the row trigger of before (still installed for existing attaches).
