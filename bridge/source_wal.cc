@@ -347,6 +347,9 @@ Status WalSource::stream_until_broken() {
     }
     if (now >= next_slot_check_ms_) {
       if (auto s = watch_slot(); !s) return s;
+      // An attach run again with other options (row_data, key column) sends nothing through
+      // the stream: the registry is read again every few seconds.
+      if (auto s = load_tables(); !s) log::warn("{}", s.message());
       next_slot_check_ms_ = now + kSlotCheckIntervalMs;
     }
     // A server that is alive but stuck (a stopped walsender) keeps the TCP connection up and
@@ -426,6 +429,11 @@ Status WalSource::handle_message(std::string_view payload) {
   }
   if (auto* relation = std::get_if<pgoutput::Relation>(&message)) {
     uint32_t id = relation->id;
+    // Sent again after the table changed, or joined the publication again (detached and
+    // attached anew, maybe with another key column or row_data): the registry is read anew.
+    if (relations_.contains(id) || tables_.contains(id)) {
+      if (auto s = load_tables(); !s) log::warn("{}", s.message());
+    }
     relations_[id] = std::move(*relation);
     return Status::ok();
   }
