@@ -176,6 +176,55 @@ describe('wal source: changes read from the write-ahead log reach pusher-js clie
     await sub.waitFor(isLiveInvalidation('late:1'), 10000);
   });
 
+  test('detached and attached again with row_data while the bridge runs: later changes carry the row', async (t) => {
+    await stack.useBridge();
+    const sub = await subscribe(t);
+    await db.query(`CREATE TABLE ra (id int PRIMARY KEY, v text)`);
+    await db.attach('ra', 'id');
+    await db.query(`INSERT INTO ra VALUES (1, 'a')`);
+    const first = await sub.waitFor(isLiveInvalidation('ra:1'), 10000);
+    assert.equal(first.data.data, undefined);
+    await db.query(`SELECT cache_invalidation_detach('ra')`);
+    await db.attach('ra', 'id', { rowData: true });
+    await db.query(`INSERT INTO ra VALUES (2, 'b')`);
+    const second = await sub.waitFor(isLiveInvalidation('ra:2'), 10000);
+    assert.deepEqual(second.data.data, { id: 2, v: 'b' });
+  });
+
+  test('attach run again with row_data while the bridge runs: within seconds, changes carry the row', async (t) => {
+    await stack.useBridge();
+    const sub = await subscribe(t);
+    await db.query(`CREATE TABLE rb (id int PRIMARY KEY, v text)`);
+    await db.attach('rb', 'id');
+    await db.query(`INSERT INTO rb VALUES (0, 'a')`);
+    assert.equal((await sub.waitFor(isLiveInvalidation('rb:0'), 10000)).data.data, undefined);
+    await db.attach('rb', 'id', { rowData: true }); // nothing in the stream says so
+    const t0 = Date.now();
+    let id = 0;
+    await waitUntil(async () => {
+      id++;
+      await db.query('INSERT INTO rb VALUES ($1, $2)', [id, 'b']);
+      const e = await sub.waitFor(isLiveInvalidation(`rb:${id}`), 10000);
+      return e.data.data?.v === 'b';
+    }, 15000, { intervalMs: 250, message: 'a change with its row' });
+    t.diagnostic(`row data from ${Date.now() - t0} ms after the attach`);
+  });
+
+  test('a partitioned table: writes through the root and straight to a partition, keyed by the root', async (t) => {
+    await stack.useBridge();
+    const sub = await subscribe(t);
+    await db.query(`
+      CREATE TABLE ev (id int NOT NULL, day date NOT NULL, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+      CREATE TABLE ev_2020 PARTITION OF ev FOR VALUES FROM ('2020-01-01') TO ('2021-01-01');`);
+    await db.attach('ev', 'id');
+    await db.query(`INSERT INTO ev VALUES (1, '2020-05-01')`);
+    await db.query(`INSERT INTO ev_2020 VALUES (2, '2020-06-01')`);
+    for (const key of ['ev:1', 'ev:2']) {
+      const e = await sub.waitFor(isLiveInvalidation(key), 10000);
+      assert.equal(e.data.table, 'ev');
+    }
+  });
+
   test('a changed BRIDGE_CHANNEL routes the stored stamps anew', async () => {
     const snapshot = async (channel) => JSON.parse((await http(`${stack.baseUrl}/snapshot?channel=${channel}`)).text);
     await stack.useBridge({ BRIDGE_CHANNEL: 'cache-{table}', BRIDGE_CURSOR_NAME: 'renamed' });
