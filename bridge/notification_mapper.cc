@@ -117,7 +117,15 @@ MappingResult map_json(std::string_view payload) {
     }
     rapidjson::Document raw;
     raw.Parse<rapidjson::kParseNumbersAsStringsFlag>(payload.data(), payload.size());
-    MappingResult out = map_ids(ids->value, raw["ids"], inv);
+    // The same text parsed alike; checked anyway, since RapidJSON asserts on a mismatch.
+    const rapidjson::Value* raw_ids = nullptr;
+    if (!raw.HasParseError() && raw.IsObject()) {
+      if (auto it = raw.FindMember("ids"); it != raw.MemberEnd()) raw_ids = &it->value;
+    }
+    if (!raw_ids || (ids->value.IsArray() && (!raw_ids->IsArray() || raw_ids->Size() != ids->value.Size()))) {
+      return fail("malformed JSON");
+    }
+    MappingResult out = map_ids(ids->value, *raw_ids, inv);
     out.claimed_at_ms = claimed_at_ms;
     return out;
   }
