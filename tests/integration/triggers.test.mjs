@@ -128,6 +128,23 @@ describe('lean triggers: statement-level, set-based, one NOTIFY for many keys', 
     assert.deepEqual(store.rows.map((r) => r.cache_key), ['nk:b']);
   });
 
+  test('a key too long for any NOTIFY: a warning, the store row kept, the statement\'s other keys sent', async () => {
+    const since = sub.events.length;
+    const warnings = [];
+    const c = await db.client();
+    c.on('notice', (n) => warnings.push(n.message));
+    try {
+      await c.query(`INSERT INTO nk VALUES (10, repeat('k', 9000)), (11, 'short')`);
+    } finally {
+      await c.end();
+    }
+    assert.ok(warnings.some((m) => /key of 9003 bytes is too long to NOTIFY/.test(m)), `warnings: ${warnings}`);
+    await sub.waitFor((e) => sub.events.indexOf(e) >= since && isLiveInvalidation('nk:short')(e), 10000);
+    const store = await db.query(`SELECT count(*)::int AS n FROM cache_invalidated_at WHERE cache_key = 'nk:' || repeat('k', 9000)`);
+    assert.equal(store.rows[0].n, 1, 'the store has the long key (replay serves it)');
+    await db.query(`DELETE FROM nk WHERE pk IN (10, 11)`);
+  });
+
   test('two transactions changing overlapping keys (non-unique key column) in opposite orders do not deadlock', async () => {
     // grp is the key: rows 1 and 4 share x, 2 and 3 share y. A changes rows 1, 2 (keys x, y), B
     // rows 3, 4 (keys y, x): no row in common, but the store's rows in opposite orders. A slow
