@@ -318,9 +318,11 @@ Status WalSource::stream_until_broken() {
       finish_at = lsn;
     }
     bool read_to_finish = finish_at && received_ >= *finish_at;
-    // Stop reading while enough waits: the server keeps the WAL, memory stays flat.
+    // Stop reading while enough waits: the server keeps the WAL, memory stays flat. But not
+    // inside a transaction: its changes are queued only once it committed, so a transaction
+    // of more keys than the queue takes would wait for itself (bounded by kMaxKeysPerTransaction).
     bool reading = !read_to_finish &&
-                   metrics_.wal_changes_waiting < static_cast<int64_t>(config_.queue_max_keys);
+                   (metrics_.wal_changes_waiting < static_cast<int64_t>(config_.queue_max_keys) || open_);
     if (reading) {
       if (auto s = read_available(); !s) return s;
     }
@@ -487,16 +489,27 @@ Status WalSource::handle_message(std::string_view payload) {
 void WalSource::add_change(Invalidation invalidation) {
   if (!open_) return;  // protocol version 1 sends changes only inside a transaction
   Transaction& t = *open_;
+  auto resynced = [&t](const std::string& table) {  // the table is invalidated whole already
+    auto it = t.keys.find(table);
+    return !table.empty() && it != t.keys.end() && t.changes[it->second].action == "resync";
+  };
+  if (invalidation.action != "resync" && resynced(invalidation.table)) return;  // covered
   if (auto it = t.keys.find(invalidation.cache_key); it != t.keys.end()) {
+    if (t.changes[it->second].action == "resync") return;  // nothing says more
     t.changes[it->second] = std::move(invalidation);  // the transaction's last word on the key
     return;
   }
-  if (t.changes.size() >= kMaxKeysPerTransaction && invalidation.action != "resync") {
-    if (!t.keys.contains(invalidation.table)) {
-      log::warn("a transaction changes more than {} keys: table {} is invalidated as a whole",
-                kMaxKeysPerTransaction, invalidation.table);
-      add_change(resync_of(invalidation.table));
-    }
+  if (t.changes.size() >= kMaxKeysPerTransaction && invalidation.action != "resync" &&
+      !invalidation.table.empty()) {
+    log::warn("a transaction changes more than {} keys: table {} is invalidated as a whole",
+              kMaxKeysPerTransaction, invalidation.table);
+    // The table's keys so far are covered too: neither held nor published.
+    size_t before = t.changes.size();
+    std::erase_if(t.changes, [&](const Invalidation& c) { return c.table == invalidation.table; });
+    t.keys.clear();
+    for (size_t i = 0; i < t.changes.size(); ++i) t.keys.emplace(t.changes[i].cache_key, i);
+    metrics_.wal_changes_waiting -= static_cast<int64_t>(before - t.changes.size());
+    add_change(resync_of(invalidation.table));
     return;
   }
   t.keys.emplace(invalidation.cache_key, t.changes.size());
