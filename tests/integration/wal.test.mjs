@@ -345,3 +345,76 @@ describe('wal source: changes read from the write-ahead log reach pusher-js clie
     t.diagnostic(`after the SIGKILL and restart: ${resent} of the ${deliveredBefore.size} keys delivered before were sent again`);
   });
 });
+
+describe('wal source: big transactions, and a slot the server dropped', walOnly('reads a replication slot'), () => {
+  let stack;
+  let db;
+
+  before(async () => {
+    // A slot may hold back at most 32 MB of WAL (two segments): past that the server drops it.
+    stack = await startStack({ source: 'wal', pg: { settings: { max_slot_wal_keep_size: '32MB' } } });
+    db = stack.pg;
+    await db.query(`CREATE TABLE many (id int PRIMARY KEY); CREATE TABLE other (id int PRIMARY KEY, body text)`);
+    await db.attach('many', 'id');
+    await db.attach('other', 'id');
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  test('a transaction of more keys than BRIDGE_QUEUE_MAX_KEYS arrives whole (the stream is read to its commit)', async (t) => {
+    const bridge = await stack.useBridge({ BRIDGE_QUEUE_MAX_KEYS: 1000, BRIDGE_CURSOR_NAME: 'small-queue' });
+    const sub = await stack.subscribe('invalidations');
+    t.after(() => sub.disconnect());
+    await db.query('INSERT INTO many SELECT g FROM generate_series(200001, 205000) g');
+    const seen = new Set();
+    await waitUntil(() => {
+      for (const e of sub.events) if (e.data?.cacheKey?.startsWith('many:')) seen.add(e.data.cacheKey);
+      return seen.size === 5000;
+    }, 30000, { intervalMs: 250, message: 'all 5,000 keys of the transaction' }).catch((err) => {
+      throw new Error(`${err.message}: ${seen.size}\n${bridge.output().split('\n').slice(-10).join('\n')}`);
+    });
+  });
+
+  test('a transaction changing more than 100,000 keys invalidates its table as a whole (cacheKey = table, action resync)', async (t) => {
+    const bridge = await stack.useBridge();
+    const sub = await stack.subscribe('invalidations');
+    t.after(() => sub.disconnect());
+    await db.query('INSERT INTO many SELECT g FROM generate_series(1, 100500) g');
+    const e = await sub.waitFor(isLiveInvalidation('many'), 10000)
+      .catch((err) => { throw new Error(`${err.message.slice(0, 500)}\nbridge log:\n${bridge.output()}`); });
+    assert.equal(e.data.action, 'resync');
+    assert.equal(e.data.table, 'many');
+    await sleep(500);
+    const keys = sub.events.filter((x) => x.data?.cacheKey?.startsWith('many:')).length;
+    assert.equal(keys, 0, 'the table\'s keys are covered: not one of them sent besides');
+  });
+
+  test('a slot the server dropped (max_slot_wal_keep_size) is made anew, and every attached table is invalidated as a whole', async (t) => {
+    const bridge = await stack.useBridge({ BRIDGE_CURSOR_NAME: 'lost' });
+    await sleep(300);
+    await bridge.stop();
+    // ~80 MB of WAL while the bridge is away, then checkpoints: the slot's WAL is removed.
+    for (let i = 0; i < 8; i++) {
+      await db.query(`INSERT INTO other SELECT g, string_agg(md5(g::text || x::text), '')
+                        FROM generate_series($1::int, $2::int) g, generate_series(1, 300) x GROUP BY g`, [i * 1000, i * 1000 + 999]);
+    }
+    await db.query('SELECT pg_switch_wal(); CHECKPOINT; SELECT pg_switch_wal(); CHECKPOINT;');
+    const slot = await db.slot(stack.slotOf('lost'));
+    t.diagnostic(`slot before the restart: ${JSON.stringify(slot)}`);
+    assert.equal(slot?.wal_status, 'lost', 'the server dropped the slot\'s WAL (else this proves nothing)');
+
+    const sub = await stack.subscribe('invalidations');
+    t.after(() => sub.disconnect());
+    const again = await stack.useBridge({ BRIDGE_CURSOR_NAME: 'lost' });
+    await again.waitForLine(/replication slot \S+ was invalidated by the server/, 10000);
+    for (const table of ['many', 'other']) {
+      const e = await sub.waitFor(isLiveInvalidation(table), 10000);
+      assert.equal(e.data.action, 'resync');
+    }
+    assert.equal(await metric(again.opsUrl, 'wal_slots_lost_total'), 1);
+    assert.notEqual((await db.slot(stack.slotOf('lost')))?.wal_status, 'lost', 'a new slot');
+    await db.query('INSERT INTO many VALUES (0)');
+    await sub.waitFor(isLiveInvalidation('many:0'), 10000);
+  });
+});
