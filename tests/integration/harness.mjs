@@ -342,7 +342,7 @@ function postgresUser() {
  * Starts a throwaway PostgreSQL cluster (initdb in a temp dir, fsync=off, 127.0.0.1 on a free
  * port, trust auth) and installs sql/cache_invalidation.sql into database `postgres`.
  * With source 'wal' (default: IT_SOURCE) it runs with wal_level=logical and commit timestamps
- * (what changedMs() reads in place of the store the triggers write).
+ * (what storeMs() and stamp() read in place of the store the triggers write).
  * Returns {url, port, source, query(sql, params), client(), attach(), invalidate(),
  *          rawInvalidation(), storeMs(), changes(), stamp(), slot(), stop(), proc}.
  *   query: one statement (or several without params) on a shared pool; returns pg's result.
