@@ -3,6 +3,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -48,7 +49,17 @@ void configure(Level min_level, Format format) {
   g_format = format;
 }
 
-void hide_secrets(std::vector<std::string> secrets) { g_secrets = std::move(secrets); }
+void hide_secrets(std::vector<std::string> secrets) {
+  // Messages are made one line (pg_error): a secret with a line break or tab appears there
+  // with spaces instead.
+  size_t count = secrets.size();
+  for (size_t i = 0; i < count; ++i) {
+    std::string flat = secrets[i];
+    std::replace_if(flat.begin(), flat.end(), [](char c) { return c == '\n' || c == '\r' || c == '\t'; }, ' ');
+    if (flat != secrets[i]) secrets.push_back(std::move(flat));
+  }
+  g_secrets = std::move(secrets);
+}
 
 std::string redacted(std::string_view text) { return redact(text, g_secrets); }
 

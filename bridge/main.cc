@@ -36,7 +36,10 @@ void print_usage() {
   fmt::print(
       "usage: cache-bridge [--env-file PATH] [--check] [--version]\n"
       "  --env-file PATH  read configuration from PATH (default ./.env); environment variables win\n"
-      "  --check          validate the configuration, PostgreSQL, LISTEN and Soketi, then exit 0 or 1\n");
+      "  --check          validate the configuration, PostgreSQL (LISTEN, or the replication slot\n"
+      "                   with BRIDGE_SOURCE=wal) and Soketi, then exit\n"
+      "exit codes: 0 ok (--check: every check passed), 1 a check or startup failed,\n"
+      "            2 invalid configuration or arguments\n");
 }
 
 }  // namespace

@@ -13,8 +13,8 @@ void LagHistogram::observe(double ms) {
   count_.fetch_add(1, std::memory_order_relaxed);
 }
 
-std::string LagHistogram::render(const std::string& name) const {
-  std::string out = fmt::format("# TYPE {} histogram\n", name);
+std::string LagHistogram::render(const std::string& name, const std::string& help) const {
+  std::string out = fmt::format("# HELP {0} {1}\n# TYPE {0} histogram\n", name, help);
   uint64_t cumulative = 0;
   for (size_t i = 0; i < kBucketsMs.size(); ++i) {
     cumulative += counts_[i].load(std::memory_order_relaxed);
@@ -104,7 +104,9 @@ std::string Metrics::render(const std::string& version) const {
                      "and not yet confirmed.\n# TYPE cache_bridge_wal_slot_lag_seconds gauge\n"
                      "cache_bridge_wal_slot_lag_seconds {}\n",
                      wal_lag_seconds.load());
-  out += publish_lag.render("cache_bridge_commit_to_publish_seconds");
+  out += publish_lag.render("cache_bridge_commit_to_publish_seconds",
+                            "From a change's stamp (its receipt, after the commit) to Soketi accepting it; "
+                            "live changes only, not replays.");
   return out;
 }
 

@@ -11,13 +11,14 @@
 
 namespace bridge {
 
-// Commit-to-publish lag in milliseconds, as a Prometheus histogram.
+// Commit-to-publish lag in milliseconds, as a Prometheus histogram (of live changes: a
+// replay's stamp is old by design).
 class LagHistogram {
  public:
   static constexpr std::array<double, 13> kBucketsMs = {1, 2, 5, 10, 25, 50, 100, 250, 500,
                                                         1000, 2500, 5000, 10000};
   void observe(double ms);
-  std::string render(const std::string& name) const;
+  std::string render(const std::string& name, const std::string& help) const;
 
  private:
   std::array<std::atomic<uint64_t>, kBucketsMs.size() + 1> counts_{};  // last: +Inf

@@ -49,24 +49,26 @@ std::string pg_describe(PGconn* conn) {
                      PQdb(conn) ? PQdb(conn) : "?");
 }
 
-std::string pg_error(PGconn* conn) {
-  std::string message = conn ? PQerrorMessage(conn) : "no connection";
-  for (auto& c : message) {
-    if (c == '\n' || c == '\r') c = ' ';
+// libpq's messages span lines, continued after "\n\t": one line. (log::hide_secrets also
+// hides a secret whose line breaks or tabs became spaces here.)
+static std::string one_line(std::string_view message) {
+  std::string out;
+  for (size_t i = 0; i < message.size(); ++i) {
+    char c = message[i];
+    if (c == '\n' && i + 1 < message.size() && message[i + 1] == '\t') ++i;
+    out += c == '\n' || c == '\r' || c == '\t' ? ' ' : c;
   }
-  while (!message.empty() && message.back() == ' ') message.pop_back();
-  return message;
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
 }
+
+std::string pg_error(PGconn* conn) { return one_line(conn ? PQerrorMessage(conn) : "no connection"); }
 
 static Status check_result(PGconn* conn, PGresult* raw, PgResultPtr* result) {
   PgResultPtr owned(raw);
   auto status = PQresultStatus(raw);
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-    std::string message = raw ? PQresultErrorMessage(raw) : pg_error(conn);
-    for (auto& c : message) {
-      if (c == '\n') c = ' ';
-    }
-    while (!message.empty() && message.back() == ' ') message.pop_back();
+    std::string message = raw ? one_line(PQresultErrorMessage(raw)) : pg_error(conn);
     return Status::error(message.empty() ? pg_error(conn) : message);
   }
   if (result) *result = std::move(owned);

@@ -164,8 +164,11 @@ void Publisher::published(std::span<const QueuedInvalidation> items, int attempt
   metrics_.batches_published += 1;
   int64_t now_us = epoch_us();
   for (const auto& item : items) {
-    // From the stamp, taken at receipt (just after the commit, for a live change).
-    metrics_.publish_lag.observe(static_cast<double>(now_us - item.invalidation.seq) / 1000.0);
+    // From the stamp, taken at receipt (just after the commit, for a live change). A replay
+    // re-sends an old stamp: its age says nothing about latency.
+    if (!item.invalidation.replay) {
+      metrics_.publish_lag.observe(static_cast<double>(now_us - item.invalidation.seq) / 1000.0);
+    }
     log::debug("published {} to {} (invalidatedAt {}{})", log::excerpt(item.invalidation.cache_key),
                item.channel, invalidated_at_of(item.invalidation.seq),
                item.invalidation.replay ? ", replay" : "");

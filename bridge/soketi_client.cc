@@ -31,11 +31,30 @@ int effective_status(const httplib::Response& response) {
   return 500;  // an error without a usable code: treat as a server error
 }
 
+// httplib names its errors in one word ("Connection"): say what happened in a sentence.
+std::string describe(httplib::Error error) {
+  switch (error) {
+    case httplib::Error::Connection:
+      return "cannot connect (refused, or no route: is Soketi running there?)";
+    case httplib::Error::ConnectionTimeout:
+      return "connecting timed out";
+    case httplib::Error::Read:
+      return "no answer (the read failed or timed out)";
+    case httplib::Error::Write:
+      return "sending the request failed";
+    case httplib::Error::SSLConnection:
+    case httplib::Error::SSLServerVerification:
+      return "the TLS handshake failed (SOKETI_USE_TLS, certificates)";
+    default:
+      return "HTTP error: " + httplib::to_string(error);
+  }
+}
+
 PublishOutcome classify(const httplib::Result& result) {
   PublishOutcome outcome;
   if (!result) {
     outcome.kind = PublishOutcome::Kind::kTimeout;
-    outcome.detail = httplib::to_string(result.error());
+    outcome.detail = describe(result.error());
     return outcome;
   }
   outcome.http_status = effective_status(*result);
@@ -109,8 +128,7 @@ Status SoketiClient::occupied_channels(std::vector<std::string>* channels) {
   std::string api_path = "/apps/" + config_.app_id + "/channels";
   auto result = http_->Get(signed_target("GET", api_path, ""));
   if (!result) {
-    return Status::error("Soketi unreachable at " + config_.soketi_base_url() + ": " +
-                         httplib::to_string(result.error()));
+    return Status::error("Soketi unreachable at " + config_.soketi_base_url() + ": " + describe(result.error()));
   }
   int status = effective_status(*result);
   if (status == 401 || status == 403 || status == 404) {
