@@ -14,7 +14,7 @@ start_local_postgres() {
   mkdir -p "$dir"
   [ "$(id -u)" = 0 ] && chown postgres "$dir"
   if [ ! -f "$dir/data/PG_VERSION" ]; then
-    run_as_pg "$pg_bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+    run_as_pg "$pg_bin/initdb" -D "$dir/data" -A trust -U postgres >"$dir/initdb.log" 2>&1 || return 1
   fi
   run_as_pg "$pg_bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
     -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start >/dev/null
