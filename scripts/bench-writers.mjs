@@ -76,7 +76,7 @@ reading a slot to /dev/null (recvlogical) and the bridge's WAL source (wal), pin
 (PostgreSQL + pgbench on CPU 0, the rest on CPU 1) and unpinned; ratios within each run, WAL
 bytes per changed row, deadlocks, and whether the bridge delivered every change.
 
-  --quick          2 s cells, one run (smoke test; about 6 minutes)
+  --quick          2 s cells, one run (smoke test; about 4 minutes)
   --seconds N      pgbench -T per cell (default 8)
   --runs N         rounds of every cell, pinned and unpinned (default 2; ratios within a round)
   --only REGEX     workloads whose id matches (${WORKLOADS.map((w) => w.id).join(', ')})
@@ -846,7 +846,7 @@ function renderReport({ opts, results, ceilings, startedAt, finishedAt, machine,
   const notes = [];
   L.push(`## Writers (issue 9): pgbench tx/s by invalidation method`);
   L.push('');
-  L.push(`\`scripts/bench-writers ${process.argv.slice(2).filter((a, i, all) => a !== '--out' && all[i - 1] !== '--out').join(' ')}\`` +
+  L.push(`\`${['scripts/bench-writers', ...process.argv.slice(2).filter((a, i, all) => a !== '--out' && all[i - 1] !== '--out')].join(' ')}\`` +
     ` — ${startedAt.toISOString().slice(0, 16).replace('T', ' ')}–${finishedAt.toISOString().slice(11, 16)} UTC, ` +
     `${machine.cores} cores (${machine.model}), load average ${machine.loadBefore.map((x) => x.toFixed(2)).join(' ')} before, ` +
     `${machine.loadAfter.map((x) => x.toFixed(2)).join(' ')} after. PostgreSQL ${info.pgVersion ?? '?'} with fsync, ` +
