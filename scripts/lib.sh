@@ -3,9 +3,10 @@
 
 pg_bin=/usr/lib/postgresql/15/bin
 
-# run_as_pg CMD...: PostgreSQL refuses to run as root; use the postgres user then.
+# run_as_pg CMD...: PostgreSQL refuses to run as root; use the postgres user then (from /,
+# since it may not enter the current directory).
 run_as_pg() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 # start_local_postgres DIR PORT: initdb on first use, then start on 127.0.0.1:PORT.
