@@ -3,8 +3,9 @@
 //
 // Outside the writers' transactions: a thread of its own with its own connection writes
 // what waits in UPSERTs of up to 1,000 keys, on a table no trigger touches, so a writer
-// never waits on the bridge's locks. Per key only the newest stamp waits; at most max_pending
-// keys wait (record() blocks beyond that: backpressure on the listener, never a drop). While
+// never waits on the bridge's locks. Its commits do not wait for the WAL flush
+// (synchronous_commit off; see stamp_writer.cc). Per key only the newest stamp waits; at most
+// max_pending keys wait (record() blocks beyond that: backpressure on the listener, never a drop). While
 // PostgreSQL is unreachable the stamps wait and are written once it answers.
 //
 // Thread-safe: every member function may be called from any thread.
