@@ -11,6 +11,7 @@ namespace bridge {
 namespace {
 
 constexpr size_t kBatchRows = 1000;
+constexpr std::chrono::milliseconds kLinger{20};
 constexpr std::chrono::milliseconds kRetryDelay{1000};
 
 }  // namespace
@@ -77,8 +78,12 @@ bool StampWriter::record(const std::string& channel, const Invalidation& invalid
 bool StampWriter::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
   uint64_t target = recorded_;
-  return written_.wait_for(lock, timeout, [&] { return durable_ >= target || stopped_; }) &&
-         durable_ >= target;
+  ++flushes_waiting_;
+  work_.notify_one();  // no lingering while someone waits
+  bool done = written_.wait_for(lock, timeout, [&] { return durable_ >= target || stopped_; }) &&
+              durable_ >= target;
+  --flushes_waiting_;
+  return done;
 }
 
 void StampWriter::run() {
@@ -91,6 +96,12 @@ void StampWriter::run() {
     {
       std::unique_lock lock(mutex_);
       work_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+      // A steady trickle of changes would otherwise cost a transaction each: let stamps
+      // gather for kLinger after the last write, unless a flush() waits or the batch is full.
+      auto urgent = [&] {
+        return stopping_ || flushes_waiting_ > 0 || pending_.size() >= std::min(kBatchRows, max_pending_);
+      };
+      if (!urgent()) work_.wait_until(lock, last_write_ + kLinger, urgent);
       if (stopping_ && (pending_.empty() || std::chrono::steady_clock::now() >= give_up_at_)) {
         if (!pending_.empty()) {
           log::warn("stopping: {} stamp(s) not written; the next start catches their keys up",
@@ -142,6 +153,7 @@ void StampWriter::run() {
       reported_down = false;
       metrics_.stamps_written += installed ? written : 0;
       durable_ = std::max(durable_, covers);
+      last_write_ = std::chrono::steady_clock::now();
       written_.notify_all();
       continue;
     }

@@ -3,7 +3,8 @@
 //
 // Outside the writers' transactions: a thread of its own with its own connection writes
 // what waits in UPSERTs of up to 1,000 keys, on a table no trigger touches, so a writer
-// never waits on the bridge's locks. Its commits do not wait for the WAL flush
+// never waits on the bridge's locks. Stamps gather for up to 20 ms after a write (not while a
+// flush() waits), so a trickle of changes costs a few transactions a second. Its commits do not wait for the WAL flush
 // (synchronous_commit off; see stamp_writer.cc). Per key only the newest stamp waits; at most
 // max_pending keys wait (record() blocks beyond that: backpressure on the listener, never a drop). While
 // PostgreSQL is unreachable the stamps wait and are written once it answers.
@@ -70,6 +71,8 @@ class StampWriter {
   std::unordered_map<std::string, Pending> pending_;  // by cache key (held once, as the map's key)
   uint64_t recorded_ = 0;  // record() calls so far
   uint64_t durable_ = 0;   // every record() up to this count is written
+  int flushes_waiting_ = 0;  // flush() calls waiting: write at once
+  std::chrono::steady_clock::time_point last_write_{};  // the last batch written
   bool closed_ = false;  // close() or stop() was called
   bool stopping_ = false;
   bool stopped_ = false;
