@@ -70,7 +70,7 @@ std::string Metrics::render(const std::string& version) const {
   labeled("events_dropped_total", "Events dropped, by reason (rejected: Soketi refused the event alone).",
           "reason", {{"rejected", events_dropped_rejected}});
   counter("coalesced_total", "Invalidations merged into a pending one for the same key.", coalesced);
-  counter("pg_reconnects_total", "Reconnections of the LISTEN connection.", pg_reconnects);
+  counter("pg_reconnects_total", "Reconnections of the change source (the LISTEN or the replication connection).", pg_reconnects);
   counter("catchup_invalidations_total", "Invalidations read from the store on (re)connect.", catchup_invalidations);
   counter("replay_requests_total", "Channels replayed (webhooks and startup).", replay_requests);
   counter("replayed_invalidations_total", "Invalidations replayed to new subscribers.", replayed_invalidations);

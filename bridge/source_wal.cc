@@ -114,7 +114,8 @@ bool WalSource::ready(std::string* reason) const {
     *reason = "PostgreSQL replication stream is down";
     return false;
   }
-  if (steady_ms() - last_heard_ms_ > kReadyWindowMs) {
+  // While paused (publishing behind) the server's answers wait unread: silence says nothing.
+  if (!paused_ && steady_ms() - last_heard_ms_ > kReadyWindowMs) {
     *reason = "PostgreSQL replication stream has not answered for 15 s";
     return false;
   }
@@ -324,6 +325,7 @@ Status WalSource::stream_until_broken() {
     // of more keys than the queue takes would wait for itself (bounded by kMaxKeysPerTransaction).
     bool reading = !read_to_finish &&
                    (metrics_.wal_changes_waiting < static_cast<int64_t>(config_.queue_max_keys) || open_);
+    paused_ = !reading && !finish_at;
     if (reading) {
       if (auto s = read_available(); !s) return s;
     }

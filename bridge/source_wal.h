@@ -124,6 +124,7 @@ class WalSource : public ChangeSource {
   bool finish_answered_ = false;  // protected by finish_mutex_
   std::atomic<bool> streaming_{false};
   std::atomic<int64_t> last_heard_ms_{0};  // steady clock: the server's last message
+  std::atomic<bool> paused_{false};  // not reading: enough changes wait for publishing
   mutable std::mutex reason_mutex_;
   std::string slot_problem_;  // protected by reason_mutex_: why the slot is in danger, if it is
 
