@@ -214,6 +214,7 @@ ConfigResult parse_config(const EnvMap& env) {
   c.http_timeout = std::chrono::milliseconds(r.integer("BRIDGE_HTTP_TIMEOUT_MS", 5000, 100, 600000));
 
   c.replay_max_age = std::chrono::seconds(r.integer("BRIDGE_REPLAY_MAX_AGE_S", 86400, 1, 315360000));
+  c.log_trim_interval = std::chrono::seconds(r.integer("BRIDGE_LOG_TRIM_S", 60, 0, 86400));
   c.replay_max_keys = static_cast<int>(r.integer("BRIDGE_REPLAY_MAX_KEYS", 1000, 0, 10000000));
   c.replay_max_per_second = static_cast<double>(r.integer("BRIDGE_REPLAY_MAX_PER_SEC", 20, 1, 100000));
   c.cursor_name = r.text("BRIDGE_CURSOR_NAME", c.cursor_name);

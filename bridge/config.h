@@ -56,6 +56,8 @@ struct Config {
 
   // Replay and catch-up.
   std::chrono::seconds replay_max_age{86400};
+  // notify source: how often the listener trims cache_invalidation_log (0: never).
+  std::chrono::seconds log_trim_interval{60};
   int replay_max_keys = 1000;
   double replay_max_per_second = 20;  // BRIDGE_REPLAY_MAX_PER_SEC: channels replayed a second
   std::string cursor_name = "default";  // also names the bridge's stamps in the store

@@ -66,7 +66,7 @@ std::string text_array(std::span<const StampRow> rows, std::string StampRow::*fi
 Status check_installed(PGconn* conn, bool* installed) {
   PgResultPtr result;
   if (auto s = pg_exec(conn,
-                       "SELECT to_regclass('cache_invalidated_at') IS NOT NULL AND "
+                       "SELECT to_regclass('cache_invalidation_log') IS NOT NULL AND "
                        "to_regclass('cache_bridge_cursor') IS NOT NULL",
                        &result);
       !s) {
@@ -122,13 +122,31 @@ Status read_since(PGconn* conn, const std::string& resume_xid,
   Status status = pg_exec(conn, "SET LOCAL statement_timeout = 0");
   if (status) status = current_xmin(conn, snapshot_xmin);
   if (status) {
+    // The log's rows since the cursor (its writer_xid index), each key once, with the table of
+    // its newest row. The server sorts (spilling to disk past work_mem); the rows stream.
     status = stream_rows(conn,
-                         "SELECT cache_key, table_name FROM cache_invalidated_at "
-                         "WHERE writer_xid >= $1::xid8",
+                         "SELECT DISTINCT ON (k.cache_key) k.cache_key, l.table_name "
+                         "FROM cache_invalidation_log l CROSS JOIN LATERAL unnest(l.cache_keys) AS k(cache_key) "
+                         "WHERE l.writer_xid >= $1::xid8 "
+                         "ORDER BY k.cache_key, l.writer_xid DESC, l.logged_at DESC",
                          {resume_xid}, [&](const PGresult* row) { each(row_to_invalidation(row)); });
   }
   Status end = pg_exec(conn, status ? "COMMIT" : "ROLLBACK");
   return status ? end : status;
+}
+
+Status trim_log(PGconn* conn, int64_t* deleted) {
+  PgResultPtr result;
+  if (auto s = pg_exec(conn,
+                       "WITH gone AS (DELETE FROM cache_invalidation_log "
+                       "WHERE writer_xid < (SELECT min(resume_xid) FROM cache_bridge_cursor) RETURNING 1) "
+                       "SELECT count(*) FROM gone",
+                       &result);
+      !s) {
+    return s;
+  }
+  *deleted = std::strtoll(PQgetvalue(result.get(), 0, 0), nullptr, 10);
+  return Status::ok();
 }
 
 Status check_stamps_installed(PGconn* conn, bool* installed) {

@@ -1,4 +1,4 @@
-// InvalidationStore: the "Cache Invalidated At" table (sql/cache_invalidation.sql) and
+// InvalidationStore: the catch-up log cache_invalidation_log (sql/cache_invalidation.sql) and
 // the bridge's catch-up cursor, read over a connection the caller owns.
 // Stateless: every function runs its SQL on the given connection.
 #pragma once
@@ -33,11 +33,15 @@ Status save_cursor(PGconn* conn, const std::string& name, const Cursor& cursor);
 // every transaction that commits from now on has an id >= this.
 Status current_xmin(PGconn* conn, std::string* xmin);
 
-// Streams every key written since resume_xid (one row at a time: bounded memory; cache_key
-// and table only, not stamped) and sets *snapshot_xmin to the xmin of the snapshot that read
-// them. `each` may block.
+// Streams every key the log holds from transactions with an id >= resume_xid, each once (one
+// row at a time: bounded memory; cache_key and table only, not stamped) and sets
+// *snapshot_xmin to the xmin of the snapshot that read them. `each` may block.
 Status read_since(PGconn* conn, const std::string& resume_xid,
                   const std::function<void(Invalidation)>& each, std::string* snapshot_xmin);
+
+// Deletes the log rows every cursor has passed (writer_xid below the smallest resume_xid):
+// no bridge will read them again. Sets *deleted to how many.
+Status trim_log(PGconn* conn, int64_t* deleted);
 
 // What the bridge named `bridge_name` stamped (cache_bridge_stamp): one row per key.
 struct StampRow {

@@ -72,6 +72,8 @@ std::string Metrics::render(const std::string& version) const {
   counter("coalesced_total", "Invalidations merged into a pending one for the same key.", coalesced);
   counter("pg_reconnects_total", "Reconnections of the change source (the LISTEN or the replication connection).", pg_reconnects);
   counter("catchup_invalidations_total", "Invalidations read from the store on (re)connect.", catchup_invalidations);
+  counter("log_rows_trimmed_total", "Rows of cache_invalidation_log deleted once every cursor passed them.",
+          log_rows_trimmed);
   counter("replay_requests_total", "Channels replayed (webhooks and startup).", replay_requests);
   counter("replayed_invalidations_total", "Invalidations replayed to new subscribers.", replayed_invalidations);
   counter("replays_skipped_foreign_total", "Webhook channels BRIDGE_CHANNEL cannot produce: not replayed, no query.",

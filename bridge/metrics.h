@@ -44,6 +44,7 @@ struct Metrics {
   std::atomic<uint64_t> coalesced{0};
   std::atomic<uint64_t> pg_reconnects{0};
   std::atomic<uint64_t> catchup_invalidations{0};
+  std::atomic<uint64_t> log_rows_trimmed{0};  // cache_invalidation_log rows every cursor passed
   std::atomic<uint64_t> replay_requests{0};
   std::atomic<uint64_t> replayed_invalidations{0};
   std::atomic<uint64_t> replays_skipped_foreign{0};  // webhooks for channels BRIDGE_CHANNEL cannot produce

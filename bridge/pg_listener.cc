@@ -142,7 +142,7 @@ Status PgListener::connect_and_catch_up() {
             pg_describe(conn_.get()));
 
   if (!store_installed_) {
-    log::warn("PostgreSQL: table cache_invalidated_at not found (install sql/cache_invalidation.sql); "
+    log::warn("PostgreSQL: table cache_invalidation_log not found (install or rerun sql/cache_invalidation.sql); "
               "changes committed while the bridge is away will not be caught up, nor replayed");
   } else {
     store::Cursor cursor;
@@ -165,6 +165,7 @@ Status PgListener::connect_and_catch_up() {
     if (count > 0) log::info("caught up {} invalidation(s) committed since the last checkpoint", count);
     // Everything before this snapshot is now queued: the checkpoint needs no delivery delay.
     checkpoint_ = Checkpoint{snapshot_xmin, 0, queue_.next_sequence(), clock_.last()};
+    next_trim_ = steady_clock::now() + config_.log_trim_interval;
   }
   connected_ = true;
   metrics_.listen_connected = 1;
@@ -362,7 +363,32 @@ Status PgListener::advance_checkpoint() {
     if (auto s = store::save_cursor(conn_.get(), config_.cursor_name, cursor_of(*checkpoint_)); !s) return s;
     log::debug("checkpoint: resume from transaction {}", checkpoint_->xmin);
     checkpoint_.reset();
+    if (auto s = trim_log(); !s) return s;
   }
+  return Status::ok();
+}
+
+Status PgListener::trim_log() {
+  if (trim_denied_ || config_.log_trim_interval.count() == 0 || steady_clock::now() < next_trim_) {
+    return Status::ok();
+  }
+  next_trim_ = steady_clock::now() + config_.log_trim_interval;
+  int64_t deleted = 0;
+  if (auto s = store::trim_log(conn_.get(), &deleted); !s) {
+    if (PQstatus(conn_.get()) != CONNECTION_OK) return s;
+    // The log only grows meanwhile: catch-up and everything else work without the trim.
+    if (s.message().find("permission denied") != std::string::npos) {
+      trim_denied_ = true;
+      log::warn("cannot trim cache_invalidation_log ({}): it keeps every row until "
+                "cache_invalidation_prune runs; GRANT DELETE ON cache_invalidation_log to this role",
+                s.message());
+    } else {
+      log::warn("cannot trim cache_invalidation_log: {}", s.message());
+    }
+    return Status::ok();
+  }
+  metrics_.log_rows_trimmed += static_cast<uint64_t>(deleted);
+  log::debug("trimmed {} row(s) every cursor has passed from cache_invalidation_log", deleted);
   return Status::ok();
 }
 

@@ -14,7 +14,8 @@
 // marker on a channel of its own session. Notifications arrive in commit order, so when the
 // marker arrives every transaction before X has been received; once everything received up
 // to the marker is published, X becomes the cursor. At a clean stop it does this once more,
-// so a restart re-sends next to nothing.
+// so a restart re-sends next to nothing. About once a minute (BRIDGE_LOG_TRIM_S), after saving the
+// cursor, it deletes the log rows that every cursor has passed (store::trim_log), so the log stays small.
 //
 // It never stops reading: PostgreSQL's notification queue is shared by every session, and once
 // full, every NOTIFYing COMMIT of the user's writers fails. When the coalescing queue is full
@@ -87,6 +88,9 @@ class PgListener : public ChangeSource {
   void handle_notification(const PGnotify& notify);
   void push(Invalidation invalidation);
   Status advance_checkpoint();
+  // At most once per BRIDGE_LOG_TRIM_S (after a saved cursor): deletes the log rows every
+  // cursor passed.
+  Status trim_log();
   store::Cursor cursor_of(const Checkpoint& checkpoint) const;
   Status drain_backlog();
   Status send_final_barrier();  // for a clean stop (finish_receiving)
@@ -116,6 +120,8 @@ class PgListener : public ChangeSource {
   bool store_installed_ = false;
   bool warned_public_rows_ = false;  // once per process
   bool stamps_installed_ = false;
+  bool trim_denied_ = false;  // no DELETE on the log: warned once, not tried again
+  std::chrono::steady_clock::time_point next_trim_{};
   std::optional<Checkpoint> checkpoint_;
 };
 

@@ -206,15 +206,20 @@ int run_preflight(const Config& config) {
       } else if (auto s = pg_exec(conn.get(),
                                   "SELECT has_table_privilege('cache_bridge_stamp', 'SELECT, INSERT, UPDATE') "
                                   "AND has_table_privilege('cache_bridge_cursor', 'SELECT, INSERT, UPDATE') "
-                                  "AND has_table_privilege('cache_invalidated_at', 'SELECT')",
+                                  "AND has_table_privilege('cache_invalidation_log', 'SELECT'), "
+                                  "has_table_privilege('cache_invalidation_log', 'DELETE')",
                                   &rights);
                  !s || PQgetvalue(rights.get(), 0, 0)[0] != 't') {
         // Without them the stamps wait in memory and, once their bound is reached, hold back
         // publishing: say so before it runs.
         report.fail("store: this role needs SELECT, INSERT, UPDATE on cache_bridge_stamp and "
-                    "cache_bridge_cursor, and SELECT on cache_invalidated_at");
+                    "cache_bridge_cursor, and SELECT, DELETE on cache_invalidation_log");
+      } else if (config.source != Config::Source::kWal && PQgetvalue(rights.get(), 0, 1)[0] != 't') {
+        // Catch-up works; the log only grows (until cache_invalidation_prune runs).
+        report.warn("store: this role may not DELETE from cache_invalidation_log: the bridge cannot trim "
+                    "it of what every cursor has passed (GRANT DELETE ON cache_invalidation_log)");
       } else {
-        report.ok("store: cache_invalidated_at, cache_bridge_cursor and cache_bridge_stamp present and writable");
+        report.ok("store: cache_invalidation_log, cache_bridge_cursor and cache_bridge_stamp present and writable");
       }
     }
     report_clock(report, conn.get(), config);

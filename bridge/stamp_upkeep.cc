@@ -1,5 +1,7 @@
 #include "stamp_upkeep.h"
 
+#include <fmt/format.h>
+
 #include <vector>
 
 #include "channel_name.h"
@@ -29,6 +31,41 @@ Status for_each_page(PGconn* conn, const std::string& sql, const std::string& pa
     if (auto s = each(page); !s) return s;
     if (n < kPageRows) return Status::ok();
   }
+}
+
+// Stamps the keys the log holds within max_age, each once, with the table of its newest row:
+// one sorted query read through a cursor, a page at a time (one sort however many keys), and
+// the stamps written in the same transaction.
+Status seed_from_log(PGconn* conn, const std::string& bridge_name, const std::string& channel_template,
+                     std::chrono::seconds max_age, ChangeClock& clock, StampUpkeepResult* result) {
+  if (auto s = pg_exec(conn, "BEGIN"); !s) return s;
+  Status s = pg_exec_params(
+      conn,
+      "DECLARE cache_bridge_seed NO SCROLL CURSOR FOR "
+      "SELECT DISTINCT ON (k.cache_key) k.cache_key, l.table_name "
+      "FROM cache_invalidation_log l CROSS JOIN LATERAL unnest(l.cache_keys) AS k(cache_key) "
+      "WHERE l.logged_at > now() - make_interval(secs => $1::double precision) "
+      "ORDER BY k.cache_key, l.logged_at DESC, l.writer_xid DESC",
+      {std::to_string(max_age.count())});
+  while (s) {
+    PgResultPtr rows;
+    s = pg_exec(conn, fmt::format("FETCH {} FROM cache_bridge_seed", kPageRows), &rows);
+    if (!s) break;
+    int n = PQntuples(rows.get());
+    if (n == 0) break;
+    std::vector<store::StampRow> page(n);
+    for (int i = 0; i < n; ++i) {
+      page[i].cache_key = PQgetvalue(rows.get(), i, 0);
+      page[i].table = PQgetvalue(rows.get(), i, 1);
+      page[i].channel = expand_channel(channel_template, page[i].table, page[i].cache_key);
+      page[i].seq = clock.next();
+    }
+    result->seeded += page.size();
+    s = store::write_stamps(conn, bridge_name, page);
+    if (n < kPageRows) break;
+  }
+  Status end = pg_exec(conn, s ? "COMMIT" : "ROLLBACK");
+  return s ? end : s;
 }
 
 }  // namespace
@@ -62,19 +99,7 @@ Status upkeep_stamps(PGconn* conn, const std::string& bridge_name, const std::st
           return store::reroute_stamps(conn, bridge_name, page);
         });
   } else if (first_start) {
-    s = for_each_page(
-        conn,
-        "SELECT cache_key, table_name FROM cache_invalidated_at WHERE cache_key > $1 "
-        "AND invalidated_at > now() - make_interval(secs => $2::double precision) "
-        "ORDER BY cache_key LIMIT $3::int",
-        std::to_string(max_age.count()), [&](std::vector<store::StampRow>& page) {
-          for (auto& row : page) {
-            row.channel = expand_channel(channel_template, row.table, row.cache_key);
-            row.seq = clock.next();
-          }
-          result->seeded += page.size();
-          return store::write_stamps(conn, bridge_name, page);
-        });
+    s = seed_from_log(conn, bridge_name, channel_template, max_age, clock, result);
   }
   if (!s) return s;
   return pg_exec_params(conn, "UPDATE cache_bridge_cursor SET channel_template = $2 WHERE name = $1",

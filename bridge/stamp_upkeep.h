@@ -3,9 +3,11 @@
 //   - The template changed since the stamps were routed: every stamp gets its channel anew
 //     (its seq is kept), so replays and snapshots keep finding their keys.
 //   - The first start of this bridge name with stamps (an upgrade, or a new name): the keys the
-//     store holds within max_age are stamped now (after their commits, so within the contract)
+//     catch-up log (cache_invalidation_log) holds within max_age are stamped now (after their commits, so within the contract)
 //     and routed, so replays serve what they served before.
 // Pages through the keys (1,000 at a time): bounded memory, however many keys there are.
+// (The bridges trim the log of what every cursor has passed, so a new name seeds from what is
+// left: an upgrade's migrated keys before the first trim, later the recent past.)
 #pragma once
 
 #include <chrono>

@@ -278,7 +278,7 @@ class Bench {
   async run(system, scenario) {
     const table = await this.createTable(scenario);
     await this.setSubscribers(scenario.subs);
-    await this.pg.query('TRUNCATE cache_invalidated_at');
+    await this.pg.query('TRUNCATE cache_invalidation_log');
     // A fresh process per row: peak RSS and CPU belong to this row alone.
     if (system !== 'ceiling') await this.startSystem(system);
     const sysPid = this.system?.pid;

@@ -1,5 +1,5 @@
--- Cache invalidation for the bridge: the "Cache Invalidated At" store and the triggers
--- that feed it. Idempotent: rerun after upgrades with
+-- Cache invalidation for the bridge: the catch-up log (cache_invalidation_log, read as
+-- "Cache Invalidated At" through the view cache_invalidated_at) and the triggers that feed it. Idempotent: rerun after upgrades with
 --   psql -v ON_ERROR_STOP=1 -f sql/cache_invalidation.sql "$DATABASE_URL"
 -- Requires PostgreSQL 13 or newer (xid8, pg_current_xact_id, publish_via_partition_root).
 --
@@ -16,17 +16,63 @@ BEGIN;
 -- A rerun is normal: no "already exists, skipping" notices.
 SET LOCAL client_min_messages = warning;
 
--- Newest invalidation of every cache key. Written in the same transaction as the change,
--- so a change committed while the bridge is away is still found when it catches up.
-CREATE TABLE IF NOT EXISTS cache_invalidated_at (
-    cache_key      text        PRIMARY KEY,
-    table_name     text        NOT NULL,
-    invalidated_at timestamptz NOT NULL,
-    -- Transaction that last wrote the row: the bridge resumes from a transaction id.
-    writer_xid     xid8        NOT NULL
+-- The catch-up log: one append-only row per statement (per TRUNCATE, per by-hand or row-trigger
+-- key) with every cache key it changed. Written in the same transaction as the change, so a
+-- change committed while the bridge is away is still found when it catches up (the bridge reads
+-- the rows of writer_xid >= its cursor's resume_xid). Append-only: no row is locked or updated,
+-- and the one index is on writer_xid. The bridge trims the rows every cursor has passed;
+-- cache_invalidation_prune does too, for what only it may remove.
+CREATE TABLE IF NOT EXISTS cache_invalidation_log (
+    -- Transaction that wrote the row: the bridge resumes from a transaction id.
+    writer_xid xid8        NOT NULL,
+    table_name text        NOT NULL,
+    cache_keys text[]      NOT NULL,
+    logged_at  timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-CREATE INDEX IF NOT EXISTS cache_invalidated_at_writer_xid_idx ON cache_invalidated_at (writer_xid);
-CREATE INDEX IF NOT EXISTS cache_invalidated_at_time_idx ON cache_invalidated_at (invalidated_at);
+CREATE INDEX IF NOT EXISTS cache_invalidation_log_writer_xid_idx ON cache_invalidation_log (writer_xid);
+
+-- Before the log, cache_invalidated_at was a table of one row per key (upserted). Its rows move
+-- into the log (one row each, their times kept), and those who could read it may read the log
+-- and the view that replaces it.
+DO $migrate$
+DECLARE
+    old     regclass := to_regclass(format('%I.cache_invalidated_at', current_schema()));
+    readers text[];
+BEGIN
+    IF old IS NULL OR (SELECT relkind FROM pg_class WHERE oid = old) <> 'r' THEN
+        RETURN;
+    END IF;
+    SELECT array_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END)
+      INTO readers
+      FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) AS a
+      LEFT JOIN pg_roles r ON r.oid = a.grantee
+     WHERE c.oid = old AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner;
+    INSERT INTO cache_invalidation_log (writer_xid, table_name, cache_keys, logged_at)
+    SELECT writer_xid, table_name, ARRAY[cache_key], invalidated_at FROM cache_invalidated_at
+     ORDER BY writer_xid;
+    DROP TABLE cache_invalidated_at;
+    -- The view is created below: its grants wait for it in a setting of this transaction.
+    PERFORM set_config('cache_invalidation.readers', coalesce(readers, '{}')::text, true);
+END
+$migrate$;
+
+-- The newest invalidation of every cache key the log holds, as the table of before had it:
+-- for reads (the stamp seeding of a new bridge name, tests, users' queries). The log is
+-- trimmed of what every bridge published, so it holds the keys of the recent past, not all.
+CREATE OR REPLACE VIEW cache_invalidated_at AS
+    SELECT DISTINCT ON (k.cache_key) k.cache_key, l.table_name, l.logged_at AS invalidated_at, l.writer_xid
+      FROM cache_invalidation_log l CROSS JOIN LATERAL unnest(l.cache_keys) AS k(cache_key)
+     ORDER BY k.cache_key, l.logged_at DESC, l.writer_xid DESC;
+
+DO $grant$
+DECLARE
+    reader text;
+BEGIN
+    FOR reader IN SELECT unnest(coalesce(nullif(current_setting('cache_invalidation.readers', true), ''), '{}')::text[]) LOOP
+        EXECUTE format('GRANT SELECT ON cache_invalidated_at, cache_invalidation_log TO %s', reader);
+    END LOOP;
+END
+$grant$;
 
 -- Where each bridge resumes: every row written by a transaction with id >= resume_xid
 -- may not have been published yet.
@@ -62,17 +108,13 @@ CREATE TABLE IF NOT EXISTS cache_bridge_stamp (
 CREATE INDEX IF NOT EXISTS cache_bridge_stamp_channel_idx ON cache_bridge_stamp (bridge_name, channel, seq);
 CREATE INDEX IF NOT EXISTS cache_bridge_stamp_seq_idx ON cache_bridge_stamp (bridge_name, seq);
 
--- Records an invalidation and returns its timestamp in epoch milliseconds.
--- Timestamps per key only move forward.
+-- Records an invalidation of one key (a log row of its own) and returns its timestamp in
+-- epoch milliseconds.
 CREATE OR REPLACE FUNCTION cache_invalidation_record(p_cache_key text, p_table text)
 RETURNS bigint LANGUAGE sql VOLATILE AS $$
-    INSERT INTO cache_invalidated_at AS s (cache_key, table_name, invalidated_at, writer_xid)
-    VALUES (p_cache_key, p_table, clock_timestamp(), pg_current_xact_id())
-    ON CONFLICT (cache_key) DO UPDATE
-        SET invalidated_at = greatest(s.invalidated_at, excluded.invalidated_at),
-            table_name     = excluded.table_name,
-            writer_xid     = excluded.writer_xid
-    RETURNING floor(extract(epoch FROM invalidated_at) * 1000)::bigint;
+    INSERT INTO cache_invalidation_log (writer_xid, table_name, cache_keys)
+    VALUES (pg_current_xact_id(), p_table, ARRAY[p_cache_key])
+    RETURNING floor(extract(epoch FROM logged_at) * 1000)::bigint;
 $$;
 
 -- JSON style: {"table","action","id","cache_key"} on one channel for all tables, plus "data"
@@ -132,8 +174,8 @@ BEGIN
         payload := (payload::jsonb - 'data' || jsonb_build_object('data_omitted', true))::text;
     END IF;
     IF octet_length(payload) >= 8000 THEN
-        -- Only a key of kilobytes gets here; the bridge would refuse it anyway. The store row
-        -- stays, so replay still serves it; the user's write goes through.
+        -- Only a key of kilobytes gets here; the bridge would refuse it anyway. The log row
+        -- stays, so catch-up still serves it; the user's write goes through.
         RAISE WARNING 'cache invalidation: key of % bytes is too long to NOTIFY', octet_length(cache_key);
         RETURN NULL;
     END IF;
@@ -197,9 +239,9 @@ $$;
 -- The lean triggers (statement-level, one per event, with transition tables) hand their keys
 -- here: p_new and p_old are the DISTINCT non-NULL keys of the new and old rows as JSON text
 -- (to_jsonb(key)::text), read from the transition tables without the rest of the row.
--- Records every key in one UPSERT in key order (two statements lock the store's rows in the
--- same order, so they cannot deadlock on them), then NOTIFYs. An old key no new row carries
--- (a DELETE, or an UPDATE that changed the key) goes out as a delete.
+-- Logs every key in one row (one INSERT, no row locked: two statements cannot deadlock on the
+-- log), then NOTIFYs. An old key no new row carries (a DELETE, or an UPDATE that changed the
+-- key) goes out as a delete.
 -- p_style: 'json' (ids payloads, split under NOTIFY's 8000 bytes), 'text' (one NOTIFY per key,
 -- the key itself), 'rows' (the caller NOTIFYs each row with its data; here only the old keys
 -- of an UPDATE that changed them).
@@ -214,21 +256,17 @@ BEGIN
     IF coalesce(cardinality(p_new), 0) + coalesce(cardinality(p_old), 0) = 0 THEN
         RETURN;
     END IF;
-    INSERT INTO cache_invalidated_at AS s (cache_key, table_name, invalidated_at, writer_xid)
-    SELECT k, p_table, clock_timestamp(), pg_current_xact_id()
-      FROM (SELECT DISTINCT p_table || ':' || (j::jsonb #>> '{}') AS k
-              FROM unnest(coalesce(p_new, '{}') || coalesce(p_old, '{}')) AS j) AS keys
-     ORDER BY k
-    ON CONFLICT (cache_key) DO UPDATE
-        SET invalidated_at = greatest(s.invalidated_at, excluded.invalidated_at),
-            table_name     = excluded.table_name,
-            writer_xid     = excluded.writer_xid;
-
     -- (Both arrays come sorted from array_agg(DISTINCT ...): an UPDATE that kept its keys has
     -- equal ones, and costs no query here.)
     gone := CASE WHEN p_action = 'delete' THEN p_old
                  WHEN p_old IS NULL OR p_old = p_new THEN '{}'
                  ELSE ARRAY(SELECT unnest(p_old) EXCEPT SELECT unnest(p_new)) END;
+    -- The new keys and the gone ones: each distinct key once.
+    INSERT INTO cache_invalidation_log (writer_xid, table_name, cache_keys)
+    VALUES (pg_current_xact_id(), p_table, ARRAY(
+        SELECT p_table || ':' || (j::jsonb #>> '{}')
+          FROM unnest(CASE WHEN p_action = 'delete' THEN gone ELSE coalesce(p_new, '{}') || gone END) AS j));
+
     IF p_style = 'json' THEN
         IF cardinality(gone) > 0 THEN
             PERFORM cache_invalidation_notify_ids(p_channel, p_table, 'delete', gone);
@@ -256,7 +294,7 @@ $$;
 
 -- NOTIFY of one payload about `key`, unless it cannot be sent: NOTIFY refuses 8000 bytes or
 -- more, which would fail the user's write. Only a key of kilobytes gets there; the bridge would
--- refuse it anyway. The store row stays, so replay still serves it.
+-- refuse it anyway. The log row stays, so catch-up still serves it.
 CREATE OR REPLACE FUNCTION cache_invalidation_notify_key(p_channel text, p_key text, p_payload text)
 RETURNS void LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
@@ -272,7 +310,7 @@ $$;
 -- p_ids: JSON texts of the ids. The ids starting at byte offsets [c*w, (c+1)*w) of their
 -- comma-joined list form payload c, with w = room - longest + 1: a payload then holds less than
 -- w + longest bytes of ids, which fits. An id too long for a payload of its own is left out
--- with a warning (its store row stays).
+-- with a warning (its log row stays).
 CREATE OR REPLACE FUNCTION cache_invalidation_notify_ids(
     p_channel text, p_table text, p_action text, p_ids text[])
 RETURNS void LANGUAGE plpgsql VOLATILE AS $$
@@ -332,7 +370,7 @@ BEGIN
 END;
 $$;
 
--- TRUNCATE: every key of the table is stale. One store row and one NOTIFY for the cache key
+-- TRUNCATE: every key of the table is stale. One log row and one NOTIFY for the cache key
 -- that is the table's name: {"table":"posts","action":"truncate","cache_key":"posts"} (JSON
 -- style), "posts" (text style).
 CREATE OR REPLACE FUNCTION cache_invalidation_truncated(p_table text, p_channel text, p_style text)
@@ -616,7 +654,7 @@ END;
 $$;
 
 -- The invalidation by hand, for a key no trigger knows (a page, a query's result): records
--- the store row, NOTIFYs the key on notify_channel, and, when wal_level is logical, writes it
+-- the log row, NOTIFYs the key on notify_channel, and, when wal_level is logical, writes it
 -- to the WAL as a transactional logical message (prefix cache_invalidation) for the WAL
 -- source. Works under both sources; everything happens at COMMIT, or not at all.
 CREATE OR REPLACE FUNCTION cache_invalidate(cache_key text, notify_channel text DEFAULT 'cache_invalidation')
@@ -689,16 +727,17 @@ REVOKE EXECUTE ON FUNCTION cache_invalidation_notify_ids(text, text, text, text[
 REVOKE EXECUTE ON FUNCTION cache_invalidation_notify_row(text, text, text, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION cache_invalidate(text, text) TO PUBLIC;
 
--- Forgets keys invalidated longer ago than `older_than` that every bridge's cursor has passed
--- (so nothing unpublished goes). Returns how many rows it deleted. Schedule it (pg_cron, a
--- cron job) if the store should not keep every key ever invalidated; replay never looks
--- further back than BRIDGE_REPLAY_MAX_AGE_S anyway.
+-- Forgets log rows older than `older_than` that every bridge's cursor has passed (so nothing
+-- unpublished goes), and stamps older than that. Returns how many rows it deleted. The notify
+-- source trims the log of what every cursor has passed by itself; schedule this (pg_cron, a
+-- cron job) for the stamps, and for log rows no bridge trims (cache_invalidate under the WAL
+-- source). Replay never looks further back than BRIDGE_REPLAY_MAX_AGE_S anyway.
 CREATE OR REPLACE FUNCTION cache_invalidation_prune(older_than interval)
 RETURNS bigint LANGUAGE sql VOLATILE AS $$
     WITH gone AS (
-        DELETE FROM cache_invalidated_at
-        WHERE invalidated_at < now() - older_than
-          AND writer_xid < (SELECT min(resume_xid) FROM cache_bridge_cursor)
+        DELETE FROM cache_invalidation_log
+        WHERE writer_xid < (SELECT min(resume_xid) FROM cache_bridge_cursor)
+          AND logged_at < now() - older_than
         RETURNING 1),
     stamps_gone AS (
         DELETE FROM cache_bridge_stamp

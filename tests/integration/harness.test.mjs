@@ -134,7 +134,7 @@ describe('pruning the store', notifyOnly('the store the triggers write'), () => 
 
   test('cache_invalidation_prune forgets only old keys that every cursor has passed', async () => {
     await db.query(`SELECT cache_invalidation_record('old:1', 't'), cache_invalidation_record('old:2', 't')`);
-    await db.query(`UPDATE cache_invalidated_at SET invalidated_at = now() - interval '2 days'`);
+    await db.query(`UPDATE cache_invalidation_log SET logged_at = now() - interval '2 days'`);
     // No bridge has a cursor yet: nothing is known to be published, nothing goes.
     assert.equal(Number((await db.query(`SELECT cache_invalidation_prune('1 day') AS n`)).rows[0].n), 0);
     await db.query(`INSERT INTO cache_bridge_cursor (name, resume_xid) VALUES ('a', pg_snapshot_xmin(pg_current_snapshot()))`);

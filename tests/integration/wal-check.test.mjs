@@ -21,7 +21,8 @@ describe('wal source: --check', walOnly('checks what the WAL source needs'), () 
       CREATE TABLE posts (id int PRIMARY KEY, title text);
       CREATE ROLE reader LOGIN;
       GRANT SELECT, INSERT, UPDATE ON cache_bridge_stamp, cache_bridge_cursor TO reader;
-      GRANT SELECT ON cache_invalidated_at, cache_invalidation_table TO reader;`);
+      GRANT SELECT, DELETE ON cache_invalidation_log TO reader;
+      GRANT SELECT ON cache_invalidation_table TO reader;`);
   });
   after(async () => {
     await Promise.allSettled([logical?.stop(), replica?.stop()]);
