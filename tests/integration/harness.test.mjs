@@ -7,12 +7,13 @@
 // (the whole suite: node --test --test-concurrency=1 tests/integration/)
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import http from 'node:http';
 import { createRequire } from 'node:module';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  freePort, notifyOnly, signWebhook, sourceIndependent, startPostgres, startSoketi, subscribe, waitUntil, withTimeout,
+  freePort, notifyOnly, signWebhook, SQL_FILE, sourceIndependent, startPostgres, startSoketi, subscribe, waitUntil, withTimeout,
 } from './harness.mjs';
 
 describe('PostgreSQL and the SQL triggers', notifyOnly('the triggers and the store they write'), () => {
@@ -124,6 +125,38 @@ describe('PostgreSQL and the SQL triggers', notifyOnly('the triggers and the sto
     assert.ok(r.rows[0].ms >= first);
     const row = await db.query(`SELECT writer_xid::text AS xid FROM cache_invalidated_at WHERE cache_key = 'k'`);
     assert.equal(row.rows[0].xid, r.rows[0].xid);
+  });
+});
+
+describe('upgrading from the per-key store table', notifyOnly('the store the triggers write'), () => {
+  let db;
+  before(async () => { db = await startPostgres({ installSql: false }); });
+  after(async () => { await db?.stop(); });
+
+  const install = () => execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', SQL_FILE, db.url],
+    { stdio: 'pipe' });
+
+  test('rerunning the SQL moves the rows into the log, keeps their times and readers; a rerun changes nothing', async () => {
+    await db.query(`
+      CREATE TABLE cache_invalidated_at (cache_key text PRIMARY KEY, table_name text NOT NULL,
+                                         invalidated_at timestamptz NOT NULL, writer_xid xid8 NOT NULL);
+      INSERT INTO cache_invalidated_at VALUES ('posts:1', 'posts', '2026-01-02 03:04:05.678+00', '100'),
+                                              ('page:/home', 'page', '2026-01-03 00:00:00+00', '101');
+      DROP ROLE IF EXISTS it_old_reader; CREATE ROLE it_old_reader;
+      GRANT SELECT ON cache_invalidated_at TO it_old_reader;`);
+    install();
+    install();
+    const rows = (await db.query(`SELECT cache_key, table_name, extract(epoch FROM invalidated_at)::text AS at,
+                                         writer_xid::text AS xid FROM cache_invalidated_at ORDER BY 1`)).rows;
+    assert.deepEqual(rows, [
+      { cache_key: 'page:/home', table_name: 'page', at: '1767398400.000000', xid: '101' },
+      { cache_key: 'posts:1', table_name: 'posts', at: '1767323045.678000', xid: '100' },
+    ]);
+    assert.equal((await db.query(`SELECT count(*)::int AS n FROM cache_invalidation_log`)).rows[0].n, 2);
+    const rights = (await db.query(`SELECT has_table_privilege('it_old_reader', 'cache_invalidated_at', 'SELECT') AS v,
+                                           has_table_privilege('it_old_reader', 'cache_invalidation_log', 'SELECT') AS l`)).rows[0];
+    assert.deepEqual(rights, { v: true, l: true });
+    assert.equal((await db.query(`SELECT relkind FROM pg_class WHERE relname = 'cache_invalidated_at'`)).rows[0].relkind, 'v');
   });
 });
 
