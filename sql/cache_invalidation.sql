@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS cache_invalidation_log (
     logged_at  timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX IF NOT EXISTS cache_invalidation_log_writer_xid_idx ON cache_invalidation_log (writer_xid);
+-- No key: a publication FOR ALL TABLES would otherwise refuse the trim's DELETEs (logged with
+-- the whole row, under wal_level = logical only; inserts log the same either way).
+ALTER TABLE cache_invalidation_log REPLICA IDENTITY FULL;
 
 -- Before the log, cache_invalidated_at was a table of one row per key (upserted). Its rows move
 -- into the log (one row each, their times kept), and those who could read it may read the log
