@@ -135,13 +135,16 @@ Status read_since(PGconn* conn, const std::string& resume_xid,
   return status ? end : status;
 }
 
-Status trim_log(PGconn* conn, int64_t* deleted) {
+Status trim_log(PGconn* conn, int limit, int64_t* deleted) {
   PgResultPtr result;
-  if (auto s = pg_exec(conn,
-                       "WITH gone AS (DELETE FROM cache_invalidation_log "
-                       "WHERE writer_xid < (SELECT min(resume_xid) FROM cache_bridge_cursor) RETURNING 1) "
-                       "SELECT count(*) FROM gone",
-                       &result);
+  // The oldest rows first, through the writer_xid index.
+  if (auto s = pg_exec_params(conn,
+                              "WITH gone AS (DELETE FROM cache_invalidation_log WHERE ctid = ANY (ARRAY("
+                              "SELECT ctid FROM cache_invalidation_log "
+                              "WHERE writer_xid < (SELECT min(resume_xid) FROM cache_bridge_cursor) "
+                              "ORDER BY writer_xid LIMIT $1::int)) RETURNING 1) "
+                              "SELECT count(*) FROM gone",
+                              {std::to_string(limit)}, &result);
       !s) {
     return s;
   }

@@ -39,9 +39,10 @@ Status current_xmin(PGconn* conn, std::string* xmin);
 Status read_since(PGconn* conn, const std::string& resume_xid,
                   const std::function<void(Invalidation)>& each, std::string* snapshot_xmin);
 
-// Deletes the log rows every cursor has passed (writer_xid below the smallest resume_xid):
-// no bridge will read them again. Sets *deleted to how many.
-Status trim_log(PGconn* conn, int64_t* deleted);
+// Deletes at most `limit` of the log rows every cursor has passed (writer_xid below the
+// smallest resume_xid), the oldest first: no bridge will read them again. Sets *deleted to
+// how many (== limit: there may be more).
+Status trim_log(PGconn* conn, int limit, int64_t* deleted);
 
 // What the bridge named `bridge_name` stamped (cache_bridge_stamp): one row per key.
 struct StampRow {

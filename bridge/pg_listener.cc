@@ -360,6 +360,9 @@ Status PgListener::advance_checkpoint() {
   }
   if (!checkpoint_->sequence_after) return Status::ok();  // its marker is still on its way
   if (queue_.low_watermark() >= *checkpoint_->sequence_after) {
+    // Held-back changes are published from their stamps after a restart: the cursor may pass
+    // their transactions only once those stamps are stored (the writer may still hold them).
+    if (!backlog_.empty() && !stamps_.flush(std::chrono::milliseconds(200))) return Status::ok();
     if (auto s = store::save_cursor(conn_.get(), config_.cursor_name, cursor_of(*checkpoint_)); !s) return s;
     log::debug("checkpoint: resume from transaction {}", checkpoint_->xmin);
     checkpoint_.reset();
@@ -373,8 +376,11 @@ Status PgListener::trim_log() {
     return Status::ok();
   }
   next_trim_ = steady_clock::now() + config_.log_trim_interval;
+  // In bounded statements (well within the session's statement_timeout, however big the log,
+  // as after an upgrade): a full batch brings the next one to the next saved cursor.
+  constexpr int kTrimBatchRows = 10000;
   int64_t deleted = 0;
-  if (auto s = store::trim_log(conn_.get(), &deleted); !s) {
+  if (auto s = store::trim_log(conn_.get(), kTrimBatchRows, &deleted); !s) {
     if (PQstatus(conn_.get()) != CONNECTION_OK) return s;
     // The log only grows meanwhile: catch-up and everything else work without the trim.
     if (s.message().find("permission denied") != std::string::npos) {
@@ -387,6 +393,7 @@ Status PgListener::trim_log() {
     }
     return Status::ok();
   }
+  if (deleted == kTrimBatchRows) next_trim_ = steady_clock::now();
   metrics_.log_rows_trimmed += static_cast<uint64_t>(deleted);
   log::debug("trimmed {} row(s) every cursor has passed from cache_invalidation_log", deleted);
   return Status::ok();
