@@ -360,9 +360,10 @@ Status PgListener::advance_checkpoint() {
   }
   if (!checkpoint_->sequence_after) return Status::ok();  // its marker is still on its way
   if (queue_.low_watermark() >= *checkpoint_->sequence_after) {
-    // Held-back changes are published from their stamps after a restart: the cursor may pass
-    // their transactions only once those stamps are stored (the writer may still hold them).
-    if (!backlog_.empty() && !stamps_.flush(std::chrono::milliseconds(200))) return Status::ok();
+    // The cursor passes a change only once its stamp is stored (the writer may still hold
+    // it): held-back changes are published from their stamps after a restart, and replays
+    // and snapshots read every change from there.
+    if (!stamps_.flush(std::chrono::milliseconds(200))) return Status::ok();
     if (auto s = store::save_cursor(conn_.get(), config_.cursor_name, cursor_of(*checkpoint_)); !s) return s;
     log::debug("checkpoint: resume from transaction {}", checkpoint_->xmin);
     checkpoint_.reset();

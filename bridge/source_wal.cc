@@ -591,7 +591,9 @@ WalSource::Lsn WalSource::confirmable() {
 }
 
 Status WalSource::send_status(bool reply_requested) {
-  Lsn flushed = confirmable();
+  // A position is confirmed only once the stamps of what it covers are stored (the writer may
+  // still hold them): replays and snapshots read every change from there.
+  Lsn flushed = stamps_.flush(std::chrono::milliseconds(200)) ? confirmable() : confirmed_;
   std::string update = pgoutput::encode_status_update(std::max(received_, flushed), flushed, epoch_us(),
                                                       reply_requested);
   if (PQputCopyData(stream_.get(), update.data(), static_cast<int>(update.size())) != 1 ||
