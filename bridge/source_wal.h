@@ -7,8 +7,7 @@
 // order; the bridge confirms a transaction's end LSN only once everything it queued for that
 // transaction has been published and its stamps stored, so after a crash the server sends
 // again exactly what may not have gone out (at least once, no timing guess). A clean stop
-// confirms what was
-// published and ends the stream, so a restart re-sends nothing.
+// confirms what was published and ends the stream, so a restart re-sends nothing.
 //
 // The timestamp contract: a commit record reaches the WAL (and the walsender) a moment before
 // the transaction becomes visible to other sessions. So before stamping a committed
