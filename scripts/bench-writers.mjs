@@ -397,7 +397,7 @@ class Bench {
     // attached tables, which detach keeps).
     const store = (await this.q(`SELECT string_agg(quote_ident(tablename), ', ') AS t FROM pg_tables
                                   WHERE schemaname = 'public'
-                                    AND (tablename = 'cache_invalidated_at' OR tablename LIKE 'cache\\_bridge\\_%')`)).rows[0].t;
+                                    AND (tablename IN ('cache_invalidated_at', 'cache_invalidation_log') OR tablename LIKE 'cache\\_bridge\\_%')`)).rows[0].t;
     if (store) await this.q(`TRUNCATE ${store}`);
     await this.q('VACUUM bench_rows');
     await this.q('VACUUM bench_wide');
