@@ -8,13 +8,13 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <random>
 
 #include "channel_name.h"
 #include "clock.h"
 #include "invalidation_store.h"
 #include "log.h"
 #include "notification_mapper.h"
+#include "reconnect_backoff.h"
 #include "stamp_upkeep.h"
 
 namespace bridge {
@@ -95,15 +95,14 @@ bool PgListener::ready(std::string* reason) const {
 }
 
 void PgListener::run() {
-  std::minstd_rand jitter(std::random_device{}());
-  milliseconds backoff{500};
+  ReconnectBackoff backoff;
   bool first = true;
   while (!stopping_) {
     Status status = connect_and_catch_up();
     if (status) {
       if (!first) ++metrics_.pg_reconnects;
       first = false;
-      backoff = milliseconds{500};
+      backoff.reset();
       status = receive_until_broken();
     }
     connected_ = false;
@@ -112,12 +111,9 @@ void PgListener::run() {
     conn_.reset();
     checkpoint_.reset();
     if (stopping_) break;
-    auto wait = backoff + milliseconds(jitter() % (backoff.count() / 2 + 1));
+    auto wait = backoff.next();
     log::warn("PostgreSQL: {}; reconnecting in {} ms", status.message(), wait.count());
-    for (auto until = steady_clock::now() + wait; !stopping_ && steady_clock::now() < until;) {
-      std::this_thread::sleep_for(std::min(milliseconds{100}, wait));
-    }
-    backoff = std::min(backoff * 2, milliseconds{30000});
+    ReconnectBackoff::sleep(wait, stopping_);
   }
 }
 

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <random>
 #include <unordered_set>
 
 #include "channel_name.h"
@@ -15,6 +14,7 @@
 #include "invalidation_store.h"
 #include "log.h"
 #include "notification_mapper.h"
+#include "reconnect_backoff.h"
 #include "stamp_upkeep.h"
 
 namespace bridge {
@@ -128,15 +128,14 @@ bool WalSource::ready(std::string* reason) const {
 }
 
 void WalSource::run() {
-  std::minstd_rand jitter(std::random_device{}());
-  milliseconds backoff{500};
+  ReconnectBackoff backoff;
   bool first = true;
   while (!stopping_) {
     Status status = connect();
     if (status) {
       if (!first) ++metrics_.pg_reconnects;
       first = false;
-      backoff = milliseconds{500};
+      backoff.reset();
       status = stream_until_broken();
     }
     if (stopping_ && status) break;  // keep the stream for save_final_cursor()
@@ -157,12 +156,9 @@ void WalSource::run() {
       finish_reached_.notify_all();
     }
     if (stopping_) break;
-    auto wait = backoff + milliseconds(jitter() % (backoff.count() / 2 + 1));
+    auto wait = backoff.next();
     log::warn("PostgreSQL replication: {}; reconnecting in {} ms", status.message(), wait.count());
-    for (auto until = steady_ms() + wait.count(); !stopping_ && steady_ms() < until;) {
-      std::this_thread::sleep_for(std::min(milliseconds{100}, wait));
-    }
-    backoff = std::min(backoff * 2, milliseconds{30000});
+    ReconnectBackoff::sleep(wait, stopping_);
   }
 }
 
