@@ -35,7 +35,8 @@ constexpr double kNotifyQueueAlert = 0.5;
 
 PgListener::PgListener(const Config& config, CoalescingQueue& queue, ChangeClock& clock,
                        StampWriter& stamps, Metrics& metrics)
-    : config_(config), queue_(queue), clock_(clock), stamps_(stamps), metrics_(metrics) {}
+    : config_(config), queue_(queue), clock_(clock), stamps_(stamps), metrics_(metrics),
+      stamper_(config.channel_template, clock, stamps) {}
 
 PgListener::~PgListener() { stop(); }
 
@@ -261,20 +262,8 @@ void PgListener::handle_notification(const PGnotify& notify) {
 }
 
 void PgListener::push(Invalidation invalidation) {
-  invalidation.seq = clock_.next();
-  std::string channel = expand_channel(config_.channel_template, invalidation.table,
-                                       invalidation.cache_key);
-  log::debug("invalidation of {} on {}: seq {}, invalidatedAt {}", log::excerpt(invalidation.cache_key),
-             channel, invalidation.seq, invalidated_at_of(invalidation.seq));
-  if (!invalidation.data_json.empty() && !warned_public_rows_ && channel.rfind("private-", 0) != 0 &&
-      channel.rfind("presence-", 0) != 0) {
-    warned_public_rows_ = true;
-    log::warn("row data of {} goes to the public channel {}: anyone with the app key reads it "
-              "(attach without row_data, or route to a private- channel)",
-              invalidation.table.empty() ? "a notification" : "table " + invalidation.table, channel);
-  }
-  // The stamp first: a replay that flushes the writer then never misses what goes out live.
-  if (!stamps_.record(channel, invalidation)) return;  // shutting down: the cursor still has it
+  std::string channel;
+  if (!stamper_.stamp(invalidation, &channel)) return;  // shutting down: the cursor still has it
   // Without the stamps table nothing can be held back: wait for room, as before it existed.
   if (!stamps_installed_) {
     queue_.push(channel, std::move(invalidation));

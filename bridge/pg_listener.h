@@ -34,6 +34,7 @@
 
 #include "change_clock.h"
 #include "change_source.h"
+#include "change_stamper.h"
 #include "coalescing_queue.h"
 #include "config.h"
 #include "invalidation_store.h"
@@ -101,6 +102,7 @@ class PgListener : public ChangeSource {
   ChangeClock& clock_;
   StampWriter& stamps_;
   Metrics& metrics_;
+  ChangeStamper stamper_;  // used by the listener thread
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> finish_requested_{false};
@@ -118,7 +120,6 @@ class PgListener : public ChangeSource {
   bool final_barrier_sent_ = false;
   Backlog backlog_;
   bool store_installed_ = false;
-  bool warned_public_rows_ = false;  // once per process
   bool stamps_installed_ = false;
   bool trim_denied_ = false;  // no DELETE on the log: warned once, not tried again
   std::chrono::steady_clock::time_point next_trim_{};

@@ -58,7 +58,8 @@ Invalidation resync_of(const std::string& table) {
 
 WalSource::WalSource(const Config& config, CoalescingQueue& queue, ChangeClock& clock,
                      StampWriter& stamps, Metrics& metrics)
-    : config_(config), queue_(queue), clock_(clock), stamps_(stamps), metrics_(metrics) {}
+    : config_(config), queue_(queue), clock_(clock), stamps_(stamps), metrics_(metrics),
+      stamper_(config.channel_template, clock, stamps) {}
 
 WalSource::~WalSource() { stop(); }
 
@@ -557,19 +558,12 @@ void WalSource::queue_visible() {
 }
 
 bool WalSource::push(Invalidation& invalidation) {
-  std::string channel = expand_channel(config_.channel_template, invalidation.table, invalidation.cache_key);
-  if (invalidation.seq == 0) {  // stamped once: a retry after a full queue keeps its stamp
-    invalidation.seq = clock_.next();
-    log::debug("invalidation of {} on {}: seq {}, invalidatedAt {}", log::excerpt(invalidation.cache_key),
-               channel, invalidation.seq, invalidated_at_of(invalidation.seq));
-    if (!invalidation.data_json.empty() && !warned_public_rows_ && channel.rfind("private-", 0) != 0 &&
-        channel.rfind("presence-", 0) != 0) {
-      warned_public_rows_ = true;
-      log::warn("row data of table {} goes to the public channel {}: anyone with the app key reads it "
-                "(attach without row_data, or route to a private- channel)", invalidation.table, channel);
-    }
-    // The stamp first: a replay that flushes the writer then never misses what goes out live.
-    if (!stamps_.record(channel, invalidation)) return false;  // shutting down: the slot re-sends it
+  // Stamped once: a retry after a full queue keeps its stamp (and routes it again).
+  std::string channel;
+  if (invalidation.seq == 0) {
+    if (!stamper_.stamp(invalidation, &channel)) return false;  // shutting down: the slot re-sends it
+  } else {
+    channel = expand_channel(config_.channel_template, invalidation.table, invalidation.cache_key);
   }
   return queue_.try_push(channel, invalidation);
 }

@@ -39,6 +39,7 @@
 
 #include "change_clock.h"
 #include "change_source.h"
+#include "change_stamper.h"
 #include "coalescing_queue.h"
 #include "config.h"
 #include "metrics.h"
@@ -116,6 +117,7 @@ class WalSource : public ChangeSource {
   ChangeClock& clock_;
   StampWriter& stamps_;
   Metrics& metrics_;
+  ChangeStamper stamper_;  // used by the source's thread
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> finish_requested_{false};
@@ -145,7 +147,6 @@ class WalSource : public ChangeSource {
   int64_t next_liveness_ms_ = 0;
   int64_t next_slot_check_ms_ = 0;
   int64_t last_visibility_check_us_ = 0;
-  bool warned_public_rows_ = false;
   bool resync_pending_ = false;  // the slot was lost: every table is to be invalidated whole
 };
 
