@@ -476,6 +476,19 @@ $$;
 --   'wal': no trigger: the table joins `publication` (created if missing) for the bridge's WAL
 --     source, whose DELETEs and key changes need a replica identity that covers key_column.
 -- Rerun it on a table attached by an older version to switch it to the lean triggers.
+-- Records (or replaces) an attached table's registry row: what the WAL source reads.
+CREATE OR REPLACE FUNCTION cache_invalidation_register(
+    p_relid regclass, p_table_name text, p_key_column name, p_source text, p_style text,
+    p_row_data boolean, p_publication name, p_notify_channel text)
+RETURNS void LANGUAGE sql VOLATILE AS $$
+    INSERT INTO cache_invalidation_table
+           (relid, table_name, key_column, source, style, row_data, publication, notify_channel)
+    VALUES (p_relid, p_table_name, p_key_column, p_source, p_style, p_row_data, p_publication, p_notify_channel)
+    ON CONFLICT (relid) DO UPDATE SET table_name = excluded.table_name, key_column = excluded.key_column,
+        source = excluded.source, style = excluded.style, row_data = excluded.row_data,
+        publication = excluded.publication, notify_channel = excluded.notify_channel;
+$$;
+
 DROP FUNCTION IF EXISTS cache_invalidation_attach(regclass, text, text, text);           -- before row_data
 DROP FUNCTION IF EXISTS cache_invalidation_attach(regclass, text, text, text, boolean);  -- before wal
 CREATE OR REPLACE FUNCTION cache_invalidation_attach(
@@ -531,12 +544,7 @@ BEGIN
                 current_setting('wal_level'), target
                 USING HINT = 'ALTER SYSTEM SET wal_level = logical, then restart PostgreSQL.';
         END IF;
-        INSERT INTO cache_invalidation_table AS t
-               (relid, table_name, key_column, source, style, row_data, publication, notify_channel)
-        VALUES (target, table_name, key_column, 'wal', NULL, row_data, publication, NULL)
-        ON CONFLICT (relid) DO UPDATE SET table_name = excluded.table_name, key_column = excluded.key_column,
-            source = excluded.source, style = excluded.style, row_data = excluded.row_data,
-            publication = excluded.publication, notify_channel = excluded.notify_channel;
+        PERFORM cache_invalidation_register(target, table_name, key_column, 'wal', NULL, row_data, publication, NULL);
         RETURN;
     END IF;
 
@@ -616,12 +624,7 @@ $f$, key_column, table_name, notify_channel, style) END;
         EXECUTE format('CREATE TRIGGER cache_invalidation_truncate AFTER TRUNCATE ON %s '
                        'FOR EACH STATEMENT EXECUTE FUNCTION %I.%I()', rel, current_schema(), fn);
     END LOOP;
-    INSERT INTO cache_invalidation_table AS t
-           (relid, table_name, key_column, source, style, row_data, publication, notify_channel)
-    VALUES (target, table_name, key_column, 'notify', style, row_data, NULL, notify_channel)
-    ON CONFLICT (relid) DO UPDATE SET table_name = excluded.table_name, key_column = excluded.key_column,
-        source = excluded.source, style = excluded.style, row_data = excluded.row_data,
-        publication = excluded.publication, notify_channel = excluded.notify_channel;
+    PERFORM cache_invalidation_register(target, table_name, key_column, 'notify', style, row_data, NULL, notify_channel);
 END;
 $$;
 
