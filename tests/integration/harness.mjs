@@ -562,6 +562,20 @@ export async function startPostgres({ installSql = true, settings = {}, source: 
       return (await pool.query('SELECT pg_current_wal_lsn()::text AS lsn')).rows[0].lsn;
     },
     /** WAL: whether the slot confirmed everything up to `lsn` (confirmed_flush_lsn >= lsn). */
+    /**
+     * WAL: waits (bounded) until the slot's reader has sent `count` status updates, each after
+     * the previous wait began (pg_stat_replication.reply_time): whatever it would confirm by
+     * now, it has told the server.
+     */
+    async slotReplies(name = slotOf(), { count = 2, timeoutMs = 15000 } = {}) {
+      for (let i = 0; i < count; i++) {
+        const { rows: [{ now }] } = await pool.query('SELECT clock_timestamp()::text AS now');
+        await waitUntil(async () => (await pool.query(
+          `SELECT r.reply_time > $2::timestamptz AS ok FROM pg_replication_slots s
+             JOIN pg_stat_replication r ON r.pid = s.active_pid WHERE s.slot_name = $1`, [name, now])).rows[0]?.ok === true,
+        timeoutMs, { intervalMs: 100, message: `a status update from the reader of slot ${name}` });
+      }
+    },
     async slotConfirmed(name, lsn) {
       const r = await pool.query(
         'SELECT confirmed_flush_lsn >= $2::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $1', [name, lsn]);
