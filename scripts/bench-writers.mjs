@@ -287,17 +287,7 @@ class Bench {
     this.pgProc = H.spawnCaptured(path.join(pgBin, 'postgres'), args,
       { name: 'postgres', env: pgEnv, cwd: dir, emergencySignal: 'SIGQUIT', ...user });
     this.pgUrl = `postgresql://postgres@127.0.0.1:${this.pgPort}/postgres`;
-    await H.waitUntil(async () => {
-      if (!this.pgProc.running()) throw new Error(`postgres exited:\n${this.pgProc.output()}`);
-      const c = new this.pg.Client({ connectionString: this.pgUrl, connectionTimeoutMillis: 1000 });
-      try {
-        await c.connect();
-        await c.query('SELECT 1');
-        return true;
-      } finally {
-        await c.end().catch(() => {});
-      }
-    }, 60000, { intervalMs: 100, message: 'PostgreSQL accepting connections' });
+    await H.waitForPostgres(this.pgProc, this.pgUrl, 60000);
     this.pool = new this.pg.Pool({ connectionString: this.pgUrl, max: 3, application_name: 'bench-writers' });
     this.pool.on('error', () => {});
     this.info.pgVersion = (await this.q('SHOW server_version')).rows[0].server_version;

@@ -338,6 +338,21 @@ function postgresUser() {
   return { uid, gid };
 }
 
+/** Waits (bounded) until the PostgreSQL server `proc` answers a query at `url`; throws if it exits. */
+export async function waitForPostgres(proc, url, timeoutMs) {
+  await waitUntil(async () => {
+    if (!proc.running()) throw new Error(`postgres exited:\n${proc.output()}`);
+    const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
+    try {
+      await c.connect();
+      await c.query('SELECT 1');
+      return true;
+    } finally {
+      await c.end().catch(() => {});
+    }
+  }, timeoutMs, { intervalMs: 100, message: 'PostgreSQL accepting connections' });
+}
+
 /**
  * Starts a throwaway PostgreSQL cluster (initdb in a temp dir, fsync=off, 127.0.0.1 on a free
  * port, trust auth) and installs sql/cache_invalidation.sql into database `postgres`.
@@ -398,17 +413,7 @@ export async function startPostgres({ installSql = true, settings = {}, source: 
   };
 
   try {
-    await waitUntil(async () => {
-      if (!proc.running()) throw new Error(`postgres exited:\n${proc.output()}`);
-      const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
-      try {
-        await c.connect();
-        await c.query('SELECT 1');
-        return true;
-      } finally {
-        await c.end().catch(() => {});
-      }
-    }, 30000, { intervalMs: 100, message: 'PostgreSQL accepting connections' });
+    await waitForPostgres(proc, url, 30000);
   } catch (err) {
     await stop();
     throw new Error(`${err.message}\n${proc.output()}`);
