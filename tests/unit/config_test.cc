@@ -117,3 +117,30 @@ TEST_CASE("the change source: notify by default, wal with its slot and publicati
   CHECK(bad.errors[1].find("BRIDGE_SLOT") == 0);
   CHECK(bad.errors[2].find("BRIDGE_PUBLICATION") == 0);
 }
+
+TEST_CASE("the HTTP sink: off by default; a URL needs a valid form and a secret of 16 characters") {
+  CHECK(parse_config(minimal()).config.http_sink_url.empty());
+
+  auto env = minimal();
+  env["BRIDGE_HTTP_SINK_URL"] = "https://app.example.com/api/revalidate?team=1";
+  env["BRIDGE_HTTP_SINK_SECRET"] = "0123456789abcdef";
+  auto ok = parse_config(env);
+  REQUIRE(ok.errors.empty());
+  CHECK(ok.config.http_sink_max_batch == 100);
+  auto url = parse_http_url(ok.config.http_sink_url);
+  REQUIRE(url);
+  CHECK(url->port == 443);
+  CHECK(url->path == "/api/revalidate?team=1");
+
+  env["BRIDGE_HTTP_SINK_SECRET"] = "short-secret";
+  env["BRIDGE_HTTP_SINK_URL"] = "ftp://app.example.com/x";
+  env["BRIDGE_HTTP_SINK_MAX_BATCH"] = "0";
+  auto bad = parse_config(env);
+  REQUIRE(bad.errors.size() == 3);
+  std::string all;
+  for (const auto& e : bad.errors) all += e + "\n";
+  CHECK(all.find("BRIDGE_HTTP_SINK_URL: must be an http(s)") != std::string::npos);
+  CHECK(all.find("BRIDGE_HTTP_SINK_SECRET: required") != std::string::npos);
+  CHECK(all.find("BRIDGE_HTTP_SINK_MAX_BATCH") != std::string::npos);
+  CHECK(all.find("short-secret") == std::string::npos);
+}
