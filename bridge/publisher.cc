@@ -163,6 +163,7 @@ void Publisher::published(std::span<const QueuedInvalidation> items, int attempt
   metrics_.events_published += items.size();
   metrics_.batches_published += 1;
   int64_t now_us = epoch_us();
+  metrics_.recent.record(items, now_us);  // the status page's recent list
   for (const auto& item : items) {
     // From the stamp, taken at receipt (just after the commit, for a live change). A replay
     // re-sends an old stamp: its age says nothing about latency.
