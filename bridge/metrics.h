@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "recent_invalidations.h"
+
 namespace bridge {
 
 // Commit-to-publish lag in milliseconds, as a Prometheus histogram (of live changes: a
@@ -67,7 +69,13 @@ struct Metrics {
   std::atomic<int64_t> wal_changes_waiting{0};    // received, not yet queued
   std::atomic<int64_t> wal_lag_bytes{0};          // WAL the slot keeps beyond what was confirmed
   std::atomic<double> wal_lag_seconds{0};         // age of the oldest change not yet confirmed
+  // The notify source: the stamp (epoch µs) of the oldest change received that the saved
+  // cursor has not passed yet, 0 when none; cursor_lag_seconds is its age, set per scrape.
+  std::atomic<int64_t> cursor_pending_since_us{0};
+  std::atomic<double> cursor_lag_seconds{0};
+  std::atomic<int> ready{0};  // what /readyz answers (1: 200), set per scrape
   LagHistogram publish_lag;
+  RecentInvalidations recent;  // for the status page, not exported to Prometheus
 
   std::string render(const std::string& version) const;
 };
