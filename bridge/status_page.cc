@@ -60,7 +60,8 @@ constexpr std::string_view kScript = R"JS(
       set('lag-detail', 'age of the oldest change the saved cursor has not passed');
     }
     set('published', String(s.published.events));
-    set('published-detail', `events in ${s.published.batches} request(s); ${s.published.received} change(s) received`);
+    set('published-detail', `events in ${s.published.batches} request(s); ` +
+      `${s.published.received} ${s.source === 'wal' ? 'WAL change(s)' : 'notification(s)'} received`);
     for (const kind of ['timeout', 'server', 'rejected', 'throttled', 'retries', 'dropped']) {
       set(`err-${kind}`, String(s.errors[kind]), s.errors[kind] > 0 ? 'num bad' : 'num');
     }
