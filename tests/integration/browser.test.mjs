@@ -153,6 +153,10 @@ describe('in a real browser: the deploy clients, the status page, the Grafana da
     stack = await startStack({ soketi: { secret: SECRET } });
     db = stack.pg;
     site = await servePages(CLIENT_FILES);
+    // Attached before the bridge starts (the WAL source needs its publication).
+    for (const name of ['b_live', 'b_late', 'b_snap']) await table(name);
+    await db.query('CREATE TABLE s (id text PRIMARY KEY, n int NOT NULL)');
+    await db.attach('s', 'id');
     const url = new URL(db.url);
     url.password = DB_PASSWORD;
     // A channel per table: each test's page arrives on a channel of its own.
@@ -172,7 +176,7 @@ describe('in a real browser: the deploy clients, the status page, the Grafana da
     return page;
   }
 
-  /** A table attached with rows 1..3 and no change recorded yet (rows inserted before attach). */
+  /** A table attached with rows 1..3 and no change recorded (rows inserted before attach). */
   async function table(name) {
     await db.query(`CREATE TABLE ${name} (id int PRIMARY KEY, n int NOT NULL)`);
     await db.query(`INSERT INTO ${name} SELECT g, 0 FROM generate_series(1, 3) g`);
@@ -183,7 +187,6 @@ describe('in a real browser: the deploy clients, the status page, the Grafana da
     10000, { message: `Soketi reporting ${channel} occupied` });
 
   test('browser.js: an UPDATE in PostgreSQL shows up in the page with its timestamp, and a later one replaces it', sourceIndependent, async () => {
-    await table('b_live');
     const page = await openPage('live', browserJsPage({ key: stack.soketi.key, port: stack.soketi.port, channel: 'inv-b_live' }));
     await occupied('inv-b_live');
 
@@ -201,7 +204,6 @@ describe('in a real browser: the deploy clients, the status page, the Grafana da
   });
 
   test('browser.js, late: a change committed before the page subscribes reaches it by the replay on channel_occupied', sourceIndependent, async () => {
-    await table('b_late');
     await db.query('UPDATE b_late SET n = n + 1 WHERE id = 3');
     const stamp = await db.stamp('b_late:3');
     assert.deepEqual((await stack.soketi.occupiedChannels()).filter((c) => c === 'inv-b_late'), [], 'no one on the channel yet');
@@ -214,7 +216,6 @@ describe('in a real browser: the deploy clients, the status page, the Grafana da
   });
 
   test('invalidations.mjs, a later subscriber: no replay reaches it, the /snapshot fetch (cross-origin) gives it the timestamp', sourceIndependent, async () => {
-    await table('b_snap');
     const first = await stack.subscribe('inv-b_snap'); // occupies the channel: no webhook for the page
     try {
       await db.query('UPDATE b_snap SET n = n + 1 WHERE id = 1');
@@ -280,8 +281,6 @@ describe('in a real browser: the deploy clients, the status page, the Grafana da
   }
 
   test(`the status page (${source}): ready, the source and its lag, the new key in its recent list, and a key of markup shown as text`, async () => {
-    await db.query('CREATE TABLE s (id text PRIMARY KEY, n int NOT NULL)');
-    await db.attach('s', 'id');
     const page = await chromium.newPage();
     const response = await page.goto(`${bridge.opsUrl}/status`);
     assert.equal(response.status(), 200);
@@ -318,21 +317,22 @@ describe('in a real browser: the deploy clients, the status page, the Grafana da
     assert.equal((await http(`${stack.baseUrl}/status.json`)).status, 404, 'not on the public port');
   });
 
-  test('the status page while Soketi is down: not ready and why, the publish errors counted, the last one shown; back to ready after', sourceIndependent, async () => {
+  test('the status page while Soketi is down: not ready and why, publish errors counted and the last one shown, the cursor lagging; all back after', sourceIndependent, async () => {
     const page = await chromium.newPage();
     await page.goto(`${bridge.opsUrl}/status`);
     await waitView(page, (v) => v.state === 'ready', 'ready');
     await stack.soketi.stop();
     await db.query(`INSERT INTO s VALUES ('while-down', 1)`);
-    const down = await waitView(page, (v) => v.state === 'not ready' && Number(v.errors.retries) > 0,
-      'not ready, with publish retries');
+    // The cursor cannot pass an unpublished change: its lag (notify) grows meanwhile.
+    const down = await waitView(page, (v) => v.state === 'not ready' && Number(v.errors.retries) > 0 &&
+      /^[1-9]\d* ms$|^\d+\.\d s$/.test(v.lag), 'not ready, with publish retries and a cursor lag');
     assert.match(down.reason, /^GET \/readyz: 503 \S/);
     assert.match(down.lastProblem, /publishing \d+ event\(s\) failed/);
     assert.ok(Number(down.errors.timeout) + Number(down.errors.server) > 0, JSON.stringify(down.errors));
 
     await stack.restartSoketi();
-    const back = await waitView(page, (v) => v.state === 'ready' && v.recent.some((r) => r.key === 's:while-down'),
-      'ready again, s:while-down published');
+    const back = await waitView(page, (v) => v.state === 'ready' && v.recent.some((r) => r.key === 's:while-down') &&
+      v.lag === '0 ms', 'ready again, s:while-down published, the cursor caught up');
     assert.equal(back.recent.find((r) => r.key === 's:while-down').kind, 'live');
     assert.deepEqual(page.problems, []);
   });
