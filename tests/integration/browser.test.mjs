@@ -145,11 +145,15 @@ describe('in a real browser: the deploy clients, the status page, the Grafana da
   let db;
   let bridge;
   let chromium;
+  let launchError;
   let site;
 
   before(async () => {
-    // First: without a browser nothing here can pass, and the failure should say that.
-    chromium = await launchChromium();
+    // Kept, not thrown: every test that needs the browser then fails with this message (a
+    // failing hook would only cancel them).
+    chromium = await launchChromium().catch((err) => {
+      launchError = err;
+    });
     stack = await startStack({ soketi: { secret: SECRET } });
     db = stack.pg;
     site = await servePages(CLIENT_FILES);
@@ -168,10 +172,16 @@ describe('in a real browser: the deploy clients, the status page, the Grafana da
     await stack?.stop();
   });
 
+  /** A new page in headless Chromium; throws why Chromium did not start, if it did not. */
+  function newPage() {
+    if (!chromium) throw launchError ?? new Error('headless Chromium did not start');
+    return chromium.newPage();
+  }
+
   /** Opens a page of `html` served from the test's site (127.0.0.1, another origin than the bridge). */
   async function openPage(name, html) {
     site.route(`/${name}.html`, { body: html });
-    const page = await chromium.newPage();
+    const page = await newPage();
     await page.goto(`${site.url}/${name}.html`);
     return page;
   }
@@ -281,7 +291,7 @@ describe('in a real browser: the deploy clients, the status page, the Grafana da
   }
 
   test(`the status page (${source}): ready, the source and its lag, the new key in its recent list, and a key of markup shown as text`, async () => {
-    const page = await chromium.newPage();
+    const page = await newPage();
     const response = await page.goto(`${bridge.opsUrl}/status`);
     assert.equal(response.status(), 200);
     assert.match(response.headers()['content-security-policy'], /script-src 'sha256-/);
@@ -318,7 +328,7 @@ describe('in a real browser: the deploy clients, the status page, the Grafana da
   });
 
   test('the status page while Soketi is down: not ready and why, publish errors counted and the last one shown, the cursor lagging; all back after', sourceIndependent, async () => {
-    const page = await chromium.newPage();
+    const page = await newPage();
     await page.goto(`${bridge.opsUrl}/status`);
     await waitView(page, (v) => v.state === 'ready', 'ready');
     await stack.soketi.stop();
