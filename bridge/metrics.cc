@@ -117,6 +117,12 @@ std::string Metrics::render(const std::string& version) const {
                      "and not yet confirmed.\n# TYPE cache_bridge_wal_slot_lag_seconds gauge\n"
                      "cache_bridge_wal_slot_lag_seconds {}\n",
                      wal_lag_seconds.load());
+  out += fmt::format("# HELP cache_bridge_cursor_lag_seconds Age of the oldest change received and not yet "
+                     "passed by the saved cursor (notify source; 0 when caught up).\n"
+                     "# TYPE cache_bridge_cursor_lag_seconds gauge\n"
+                     "cache_bridge_cursor_lag_seconds {}\n",
+                     cursor_lag_seconds.load());
+  gauge("ready", "1 while GET /readyz answers 200 (the change source and Soketi ready).", ready);
   out += soketi.lag.render("cache_bridge_commit_to_publish_seconds",
                            "From a change's stamp (its receipt, after the commit) to Soketi accepting it; "
                            "live changes only, not replays.");

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "recent_invalidations.h"
+
 namespace bridge {
 
 // Commit-to-publish lag in milliseconds, as a Prometheus histogram (of live changes: a
@@ -37,6 +39,7 @@ struct SinkCounters {
   std::atomic<uint64_t> retries{0};
   std::atomic<uint64_t> dropped_rejected{0};  // refused alone: dropped (see the log)
   LagHistogram lag;                           // stamp to acceptance, live changes only
+  RecentInvalidations recent;  // the last ones accepted, for the status page (not exported)
 };
 
 struct Metrics {
@@ -75,6 +78,11 @@ struct Metrics {
   std::atomic<int64_t> wal_changes_waiting{0};    // received, not yet queued
   std::atomic<int64_t> wal_lag_bytes{0};          // WAL the slot keeps beyond what was confirmed
   std::atomic<double> wal_lag_seconds{0};         // age of the oldest change not yet confirmed
+  // The notify source: the stamp (epoch µs) of the oldest change received that the saved
+  // cursor has not passed yet, 0 when none; cursor_lag_seconds is its age, set per scrape.
+  std::atomic<int64_t> cursor_pending_since_us{0};
+  std::atomic<double> cursor_lag_seconds{0};
+  std::atomic<int> ready{0};  // what /readyz answers (1: 200), set per scrape
 
   std::string render(const std::string& version) const;
 };

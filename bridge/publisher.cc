@@ -182,6 +182,7 @@ void Publisher::delivered(Route& route, SinkState& state, std::span<const Queued
   counters.delivered += items.size();
   counters.requests += 1;
   int64_t now_us = epoch_us();
+  counters.recent.record(items, now_us);
   for (const auto& item : items) {
     // From the stamp, taken at receipt (just after the commit, for a live change). A replay
     // re-sends an old stamp: its age says nothing about latency.
