@@ -110,6 +110,13 @@ std::optional<ParsedUrl> parse_http_url(const std::string& url) {
   return out;
 }
 
+std::string url_for_display(const std::string& url) {
+  auto parsed = parse_http_url(url);
+  if (!parsed) return "";
+  return fmt::format("{}://{}:{}{}", parsed->scheme, parsed->host, parsed->port,
+                     parsed->path.substr(0, parsed->path.find('?')));
+}
+
 namespace {
 
 bool valid_identifier(const std::string& name) {

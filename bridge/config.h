@@ -96,5 +96,8 @@ struct ParsedUrl {
   int port = 0;
 };
 std::optional<ParsedUrl> parse_http_url(const std::string& url);
+// scheme://host:port/path of a URL, without its query (which may hold a token): what logs and
+// pages may show. "" when the URL does not parse.
+std::string url_for_display(const std::string& url);
 
 }  // namespace bridge

@@ -154,6 +154,16 @@ std::string OpsServer::status_json() {
   s.slot_lag_seconds = metrics_.wal_lag_seconds;
   s.cursor_lag_seconds = metrics_.cursor_lag_seconds;
   s.recent = metrics_.soketi.recent.newest_first();
+  if (metrics_.http_sink_enabled) {
+    const SinkCounters& c = metrics_.http_sink;
+    s.http_sink = StatusSnapshot::HttpSinkStatus{
+        .url = url_for_display(config_.http_sink_url),
+        .delivered = c.delivered,
+        .requests = c.requests,
+        .retries = c.retries,
+        .dropped = c.dropped_rejected,
+        .errors = c.errors_timeout + c.errors_server + c.errors_rejected + c.errors_throttled};
+  }
   return render_status_json(s);
 }
 

@@ -56,10 +56,10 @@ std::string http_sink_signature(std::string_view secret, int64_t unix_seconds, s
 }
 
 HttpSink::HttpSink(const Config& config, Metrics& metrics)
-    : config_(config), metrics_(metrics), url_(parse_http_url(config.http_sink_url).value_or(ParsedUrl{})) {
-  std::string path = url_.path.substr(0, url_.path.find('?'));
-  display_url_ = base_url(url_) + path;
-}
+    : config_(config),
+      metrics_(metrics),
+      url_(parse_http_url(config.http_sink_url).value_or(ParsedUrl{})),
+      display_url_(url_for_display(config.http_sink_url)) {}
 
 std::unique_ptr<SinkClient> HttpSink::connect() const {
   return std::make_unique<HttpSinkClient>(config_, url_);

@@ -65,6 +65,13 @@ constexpr std::string_view kScript = R"JS(
     for (const kind of ['timeout', 'server', 'rejected', 'throttled', 'retries', 'dropped']) {
       set(`err-${kind}`, String(s.errors[kind]), s.errors[kind] > 0 ? 'num bad' : 'num');
     }
+    const sink = s.httpSink;
+    $('sink-card').hidden = !sink;
+    if (sink) {
+      set('sink', String(sink.delivered), sink.errors > 0 ? 'big bad' : 'big');
+      set('sink-detail', `invalidations POSTed to ${sink.url} in ${sink.requests} request(s); ` +
+        `${sink.errors} failed request(s), ${sink.retries} retried, ${sink.dropped} dropped`);
+    }
     const p = s.errors.lastProblem;
     set('last-problem', p ? `${time(p.timeMs)} ${p.level}: ${p.message}` : 'none', p ? (p.level === 'error' ? 'bad' : '') : 'muted');
 
@@ -132,6 +139,7 @@ tr.replay td { color: #777; }
 <div class="card"><h2>Queue depth</h2><div id="queue-depth" class="big">&ndash;</div><div id="queue-detail" class="muted"></div></div>
 <div class="card"><h2 id="lag-title">Lag</h2><div id="lag" class="big">&ndash;</div><div id="lag-detail" class="muted"></div></div>
 <div class="card"><h2>Published</h2><div id="published" class="big">&ndash;</div><div id="published-detail" class="muted"></div></div>
+<div class="card" id="sink-card" hidden><h2>HTTP sink</h2><div id="sink" class="big">&ndash;</div><div id="sink-detail" class="muted"></div></div>
 </div>
 <h2>Publish errors (since start)</h2>
 <table id="errors">
@@ -267,6 +275,20 @@ std::string render_status_json(const StatusSnapshot& s) {
     w.EndObject();
   }
   w.EndArray();
+
+  w.Key("httpSink");
+  if (s.http_sink) {
+    w.StartObject();
+    put(w, "url", s.http_sink->url);
+    put(w, "delivered", s.http_sink->delivered);
+    put(w, "requests", s.http_sink->requests);
+    put(w, "errors", s.http_sink->errors);
+    put(w, "retries", s.http_sink->retries);
+    put(w, "dropped", s.http_sink->dropped);
+    w.EndObject();
+  } else {
+    w.Null();
+  }
   w.EndObject();
   return {buffer.GetString(), buffer.GetSize()};
 }

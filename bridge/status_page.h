@@ -54,10 +54,21 @@ struct StatusSnapshot {
   double slot_lag_seconds = 0;
   double cursor_lag_seconds = 0;
   std::vector<RecentInvalidation> recent;  // newest first
+  // BRIDGE_HTTP_SINK_URL, when set: where it POSTs (without the query) and how that goes.
+  struct HttpSinkStatus {
+    std::string url;
+    uint64_t delivered = 0;
+    uint64_t requests = 0;
+    uint64_t retries = 0;
+    uint64_t dropped = 0;
+    uint64_t errors = 0;  // every kind
+  };
+  std::optional<HttpSinkStatus> http_sink;
 };
 
 // {"version","source","nowMs","startedMs","ready","readyReason","postgres":{...},"queue":{...},
-//  "published":{...},"errors":{...,"lastProblem":null|{...}},"lag":{...},"recent":[...]}
+//  "published":{...},"errors":{...,"lastProblem":null|{...}},"lag":{...},"recent":[...],
+//  "httpSink":null|{...}}
 // (every field is listed in status_page.cc). Invalid UTF-8 in a string is shown escaped.
 std::string render_status_json(const StatusSnapshot& snapshot);
 

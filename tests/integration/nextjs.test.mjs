@@ -143,6 +143,9 @@ describe('HTTP sink: a real Next.js app revalidates its tagged pages, no worker'
       await db.query(`UPDATE items SET name = 'second' WHERE id = '1'`);
       await waitUntil(async () => (await page('1')) === 'second', 10000, { message: 'the page shows "second"' });
       await sub.waitFor(isLiveInvalidation('items:1'), 5000); // Soketi's subscribers got it too
+      const status = JSON.parse((await http(`${stack.opsUrl}/status.json`)).text);
+      assert.equal(status.httpSink.url, `http://127.0.0.1:${nextPort}/api/revalidate`);
+      assert.ok(status.httpSink.delivered >= 2, `the status page counts the POSTed changes: ${JSON.stringify(status.httpSink)}`);
     });
 
     test('a key beyond Next.js\'s 256-character tag limit is revalidated too (cacheTagFor hashes it)', async () => {

@@ -144,3 +144,9 @@ TEST_CASE("the HTTP sink: off by default; a URL needs a valid form and a secret 
   CHECK(all.find("BRIDGE_HTTP_SINK_MAX_BATCH") != std::string::npos);
   CHECK(all.find("short-secret") == std::string::npos);
 }
+
+TEST_CASE("url_for_display drops the query, which may hold a token") {
+  CHECK(url_for_display("https://app.example.com/api/revalidate?token=abc") == "https://app.example.com:443/api/revalidate");
+  CHECK(url_for_display("http://127.0.0.1:3000") == "http://127.0.0.1:3000/");
+  CHECK(url_for_display("not a url").empty());
+}

@@ -122,6 +122,17 @@ TEST_CASE("status JSON: the last problem, with invalid UTF-8 escaped rather than
   CHECK(d["recent"].Size() == 0);
 }
 
+TEST_CASE("status JSON: the HTTP sink is null unless configured, then its URL and counts") {
+  StatusSnapshot s = sample();
+  CHECK(parse(render_status_json(s))["httpSink"].IsNull());
+  s.http_sink = StatusSnapshot::HttpSinkStatus{.url = "https://app.example.com:443/api/revalidate",
+                                               .delivered = 7, .requests = 2, .retries = 1, .dropped = 0, .errors = 1};
+  auto d = parse(render_status_json(s));
+  CHECK(std::string(d["httpSink"]["url"].GetString()) == "https://app.example.com:443/api/revalidate");
+  CHECK(d["httpSink"]["delivered"].GetUint64() == 7);
+  CHECK(d["httpSink"]["errors"].GetUint64() == 1);
+}
+
 TEST_CASE("status page: self-contained, renders data as text, and its CSP admits exactly its script") {
   const std::string& page = status_page_html();
   CHECK(page.rfind("<!doctype html>", 0) == 0);
