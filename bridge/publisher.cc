@@ -60,6 +60,7 @@ void Publisher::start() {
     });
   }
 }
+
 void Publisher::set_drain_deadline(std::chrono::milliseconds grace) {
   {
     std::lock_guard lock(pause_mutex_);
