@@ -154,6 +154,34 @@ std::vector<QueuedInvalidation> CoalescingQueue::take(size_t max_items, Clock::t
   return taken;
 }
 
+void CoalescingQueue::release_key(const QueuedInvalidation& item, Clock::time_point now) {
+  std::string key = key_of(item.channel, item.invalidation.cache_key);
+  auto it = keys_.find(key);
+  if (it == keys_.end()) return;
+  KeyState& state = it->second;
+  --state.in_flight;
+  if (state.pending && state.in_flight == 0) {
+    // It waited for this publish; its window may still be open.
+    if (closed_ || now >= state.window_end) {
+      make_ready(key, state);
+    } else {
+      trailing_.emplace(state.window_end, key);
+      ready_or_timer_.notify_one();
+    }
+  }
+  forget_if_quiet(key, now);
+}
+
+void CoalescingQueue::release(std::vector<QueuedInvalidation>& items) {
+  std::lock_guard lock(mutex_);
+  auto now = clock_.now();
+  for (auto& item : items) {
+    if (item.key_released) continue;
+    release_key(item, now);
+    item.key_released = true;
+  }
+}
+
 void CoalescingQueue::done(const std::vector<QueuedInvalidation>& items) {
   std::lock_guard lock(mutex_);
   auto now = clock_.now();
@@ -161,21 +189,7 @@ void CoalescingQueue::done(const std::vector<QueuedInvalidation>& items) {
   for (const auto& item : items) {
     unpublished_.erase(unpublished_.find(item.sequence));
     --in_flight_;
-    std::string key = key_of(item.channel, item.invalidation.cache_key);
-    auto it = keys_.find(key);
-    if (it == keys_.end()) continue;
-    KeyState& state = it->second;
-    --state.in_flight;
-    if (state.pending && state.in_flight == 0) {
-      // It waited for this publish; its window may still be open.
-      if (closed_ || now >= state.window_end) {
-        make_ready(key, state);
-      } else {
-        trailing_.emplace(state.window_end, key);
-        ready_or_timer_.notify_one();
-      }
-    }
-    forget_if_quiet(key, now);
+    if (!item.key_released) release_key(item, now);
   }
 }
 

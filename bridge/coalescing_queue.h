@@ -43,6 +43,7 @@ struct QueuedInvalidation {
   std::string channel;
   Invalidation invalidation;
   uint64_t sequence = 0;  // the oldest push merged into this entry
+  bool key_released = false;  // release()d: the key's next entry no longer waits for this one
 };
 
 class CoalescingQueue {
@@ -72,6 +73,10 @@ class CoalescingQueue {
   std::vector<QueuedInvalidation> take(size_t max_items, Clock::time_point deadline,
                                        Clock::duration linger = Clock::duration::zero());
   void done(const std::vector<QueuedInvalidation>& items);
+  // The first of several sinks has the items: a newer entry of the same key may be taken now,
+  // while these go on to the later sinks (which do not care about order: an invalidation is
+  // idempotent). They still count against max_keys and low_watermark() until done().
+  void release(std::vector<QueuedInvalidation>& items);
 
   uint64_t next_sequence() const;
   uint64_t low_watermark() const;
@@ -100,6 +105,8 @@ class CoalescingQueue {
   void make_ready(const std::string& key, KeyState& state);  // REQUIRES: mutex_ held
   void forget_if_quiet(const std::string& key, Clock::time_point now);  // REQUIRES: mutex_ held
   void forget_expired(Clock::time_point now);  // REQUIRES: mutex_ held
+  // The key's part of done(): its next entry may go.
+  void release_key(const QueuedInvalidation& item, Clock::time_point now);  // REQUIRES: mutex_ held
 
   const std::chrono::milliseconds window_;
   const size_t max_keys_;

@@ -40,10 +40,10 @@ void count_failure(SinkCounters& counters, PublishOutcome::Kind kind) {
 
 Publisher::Publisher(std::vector<Sink*> sinks, CoalescingQueue& queue, int concurrency,
                      std::chrono::microseconds linger)
-    : sinks_(std::move(sinks)), queue_(queue), concurrency_(concurrency), linger_(linger) {
-  for (Sink* sink : sinks_) {
-    sink_states_.push_back(std::make_unique<SinkState>());
-    take_max_ = std::max(take_max_, sink->max_batch());
+    : queue_(queue), concurrency_(concurrency), linger_(linger) {
+  for (Sink* sink : sinks) {
+    stages_.push_back(std::make_unique<Stage>());
+    stages_.back()->sink = sink;
   }
 }
 
@@ -53,11 +53,13 @@ Publisher::~Publisher() {
 }
 
 void Publisher::start() {
-  for (int i = 0; i < concurrency_; ++i) {
-    workers_.emplace_back([this] {
-      pthread_setname_np(pthread_self(), "publisher");
-      run();
-    });
+  for (size_t index = 0; index < stages_.size(); ++index) {
+    for (int i = 0; i < concurrency_; ++i) {
+      stages_[index]->workers.emplace_back([this, index] {
+        pthread_setname_np(pthread_self(), index == 0 ? "publisher" : "publisher-sink");
+        run_stage(index);
+      });
+    }
   }
 }
 
@@ -70,11 +72,21 @@ void Publisher::set_drain_deadline(std::chrono::milliseconds grace) {
 }
 
 void Publisher::drain_and_stop() {
-  queue_.close();  // workers exit once nothing is ready
-  for (auto& worker : workers_) {
-    if (worker.joinable()) worker.join();
+  queue_.close();  // the first stage's workers exit once nothing is ready
+  for (size_t index = 0; index < stages_.size(); ++index) {
+    Stage& stage = *stages_[index];
+    if (index > 0) {
+      {
+        std::lock_guard lock(stage.mutex);
+        stage.closed = true;  // the stage before has stopped: this one drains its handoff and exits
+      }
+      stage.arrived.notify_all();
+    }
+    for (auto& worker : stage.workers) {
+      if (worker.joinable()) worker.join();
+    }
+    stage.workers.clear();
   }
-  workers_.clear();
 }
 
 bool Publisher::giving_up() const {
@@ -98,19 +110,52 @@ bool Publisher::pause(std::chrono::steady_clock::duration duration) {
   return !giving_up();
 }
 
-void Publisher::run() {
-  std::vector<Route> routes;
-  for (Sink* sink : sinks_) routes.push_back({sink, sink->connect()});
+void Publisher::run_stage(size_t index) {
+  Stage& stage = *stages_[index];
+  Route route{stage.sink, stage.sink->connect()};
+  size_t max_batch = stage.sink->max_batch();
   while (true) {
-    auto items = queue_.take(take_max_, CoalescingQueue::Clock::now() + std::chrono::seconds(1), linger_);
-    if (items.empty()) {
-      if (queue_.closed()) return;  // closed and drained
-      continue;
+    std::vector<QueuedInvalidation> items;
+    if (index == 0) {
+      items = queue_.take(max_batch, CoalescingQueue::Clock::now() + std::chrono::seconds(1), linger_);
+      if (items.empty()) {
+        if (queue_.closed()) return;  // closed and drained
+        continue;
+      }
+    } else {
+      items = take_handoff(stage);
+      if (items.empty()) return;  // closed and drained
     }
-    // In order: Soketi's subscribers hear first; the entries are done once every sink has them.
-    for (size_t i = 0; i < routes.size(); ++i) deliver(routes[i], *sink_states_[i], items);
-    queue_.done(items);
+    deliver(route, stage.state, items);
+    pass_on(index, std::move(items));
   }
+}
+
+std::vector<QueuedInvalidation> Publisher::take_handoff(Stage& stage) {
+  std::unique_lock lock(stage.mutex);
+  stage.arrived.wait(lock, [&] { return !stage.handoff.empty() || stage.closed; });
+  std::vector<QueuedInvalidation> items;
+  size_t n = std::min(stage.handoff.size(), stage.sink->max_batch());
+  items.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    items.push_back(std::move(stage.handoff.front()));
+    stage.handoff.pop_front();
+  }
+  if (!stage.handoff.empty()) stage.arrived.notify_one();  // more than one request's worth
+  return items;
+}
+
+void Publisher::pass_on(size_t index, std::vector<QueuedInvalidation> items) {
+  if (index + 1 == stages_.size()) return queue_.done(items);
+  // Soketi has them in order; the later sinks need no order, so the key's next change need
+  // not wait for them (a hot key keeps reaching Soketi while the app is away).
+  if (index == 0) queue_.release(items);
+  Stage& next = *stages_[index + 1];
+  {
+    std::lock_guard lock(next.mutex);
+    for (auto& item : items) next.handoff.push_back(std::move(item));
+  }
+  next.arrived.notify_one();
 }
 
 void Publisher::deliver(Route& route, SinkState& state, std::span<const QueuedInvalidation> items) {

@@ -1,8 +1,11 @@
-// Publisher: worker threads that take ready invalidations from the CoalescingQueue and deliver
-// them to every sink (Soketi first; the HTTP sink when configured), in batches within each
-// sink's limits. An entry is done() (and the cursor may pass it) only once every sink that
-// wants it accepted it or deliberately dropped it: a sink that is down holds the others back
-// once every worker waits on it, and the queue's bound then holds the source back. Nothing is lost.
+// Publisher: delivers ready invalidations from the CoalescingQueue to every sink, in batches
+// within each sink's limits. The sinks form a pipeline of stages, each with its own workers:
+// the first (Soketi) takes from the queue; each later one (the HTTP sink) takes what the one
+// before accepted, from a handoff of its own, filling its requests with whatever accumulated
+// meanwhile. An entry is done() (and the cursor may pass it) only once the last sink has
+// accepted it or deliberately dropped it. So a slow or absent later sink does not hold back the
+// ones before it; its entries stay in flight, and once the queue's bound is reached that holds
+// the source back. Nothing is lost.
 //
 // The rules every sink shares: timeouts, resets, 5xx and redirects are retried with backoff;
 // 429 is honoured (Retry-After capped at 30 s); a rejection of the sender (401, 403, 404:
@@ -16,6 +19,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -53,12 +57,27 @@ class Publisher {
     Sink* sink;
     std::unique_ptr<SinkClient> client;
   };
-  // A sink's own state, shared by the workers.
+  // A sink's own state, shared by its stage's workers.
   struct SinkState {
     std::atomic<bool> sender_rejected{false};  // logged once per episode
   };
+  // One sink's stage. The first takes from the queue, the others from `handoff`.
+  struct Stage {
+    Sink* sink = nullptr;
+    SinkState state;
+    std::vector<std::thread> workers;
+    std::mutex mutex;
+    std::condition_variable arrived;  // signalled when handoff grows or closes
+    // State below is protected by mutex (only used by stages after the first).
+    std::deque<QueuedInvalidation> handoff;  // accepted by the stage before, not yet taken
+    bool closed = false;                     // the stage before has stopped: nothing more comes
+  };
 
-  void run();
+  void run_stage(size_t index);
+  // Takes what stage `index` (>= 1) delivers next; empty once its handoff is closed and drained.
+  std::vector<QueuedInvalidation> take_handoff(Stage& stage);
+  // After stage `index` has the items: on to the next stage, or done() after the last.
+  void pass_on(size_t index, std::vector<QueuedInvalidation> items);
   // Delivers the items `route` wants, in requests of its max_batch().
   void deliver(Route& route, SinkState& state, std::span<const QueuedInvalidation> items);
   // Until the sink accepts `items`, the drain deadline passes, or it rejects one of them
@@ -73,13 +92,10 @@ class Publisher {
   // Sleeps `duration`, cut short by the drain deadline. False when it passed.
   bool pause(std::chrono::steady_clock::duration duration);
 
-  const std::vector<Sink*> sinks_;
-  std::vector<std::unique_ptr<SinkState>> sink_states_;  // by index of sinks_; constant after construction
+  std::vector<std::unique_ptr<Stage>> stages_;  // one per sink, in order; constant after construction
   CoalescingQueue& queue_;
-  const int concurrency_;
+  const int concurrency_;  // workers per stage
   const std::chrono::microseconds linger_;
-  size_t take_max_ = 1;  // the largest max_batch() of the sinks
-  std::vector<std::thread> workers_;
   std::atomic<int64_t> give_up_at_ms_{0};  // steady-clock ms; 0 = never give up
   std::atomic<uint64_t> gave_up_{0};        // items given up on at the drain deadline
   std::mutex pause_mutex_;

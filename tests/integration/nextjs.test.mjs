@@ -191,15 +191,33 @@ describe('HTTP sink: a real Next.js app revalidates its tagged pages, no worker'
       assert.equal(await postedCount(), sent + 1, 'one POSTed invalidation (the UPDATE), none of the replayed keys');
     });
 
-    test('the app away: Soketi is served at once, the app gets the change once it is back', async (t) => {
+    test('the app away: Soketi keeps being served, the app gets the backlog in a few POSTs once it is back', async (t) => {
       const sub = await stack.subscribe('invalidations');
       t.after(() => sub.disconnect());
+      const metrics = async () => (await http(`${stack.opsUrl}/metrics`)).text;
+      const before = await metrics();
       await next.stop({ signal: 'SIGKILL' });
-      await db.query(`UPDATE items SET name = 'while-away' WHERE id = '1'`);
-      await sub.waitFor(isLiveInvalidation('items:1'), 5000);
-      await bridge.waitForLine(/HTTP sink: publishing 1 event\(s\) failed/, 10000);
+      // More changes than the publisher has workers, and one key changed three times: a sink
+      // that held the others back would stall Soketi's subscribers after the first few, and a
+      // key's next change would wait for the app to take its previous one.
+      for (const [i, name] of ['away-1', 'away-2', 'while-away'].entries()) {
+        await db.query(`UPDATE items SET name = $1 WHERE id = '1'`, [name]);
+        await sub.waitForCount(isLiveInvalidation('items:1'), i + 1, 5000);
+      }
+      for (let i = 0; i < 20; i++) {
+        await db.query(`INSERT INTO items VALUES ($1, 'away')`, [`away-${i}`]);
+        await sub.waitFor(isLiveInvalidation(`items:away-${i}`), 5000);
+      }
+      await bridge.waitForLine(/HTTP sink: publishing \d+ event\(s\) failed/, 10000);
       next = await app.start({ port: nextPort, env: nextEnv() });
       await waitUntil(async () => (await page('1')) === 'while-away', 20000, { message: 'the page shows "while-away"' });
+      const name = 'cache_bridge_http_sink_invalidations_total';
+      await waitUntil(async () => metric(await metrics(), name) >= metric(before, name) + 23, 10000,
+        { message: 'all 23 changes POSTed' });
+      const after = await metrics();
+      const posts = metric(after, 'cache_bridge_http_sink_requests_total') - metric(before, 'cache_bridge_http_sink_requests_total');
+      t.diagnostic(`23 changes while the app was away reached it in ${posts} POST(s)`);
+      assert.ok(posts <= 5, `the backlog went out in few POSTs, not one per change (${posts})`);
     });
 
     test('--check POSTs an empty signed batch: it passes with the app\'s secret, fails with a clear line otherwise', async () => {

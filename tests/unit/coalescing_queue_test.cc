@@ -414,3 +414,28 @@ TEST_CASE("try_push never waits: false at the cap, merges still go in") {
   q.close();
   CHECK_FALSE(q.try_push("ch", c));
 }
+
+TEST_CASE("release(): the key's next change may go, while the released one still holds the watermark and its room") {
+  ManualClock clock(kJump);
+  CoalescingQueue q(0ms, 2, clock);
+  uint64_t start = q.next_sequence();
+  REQUIRE(q.push("c", inv("k", 1)));
+  auto first = q.take(10, soon(clock));
+  REQUIRE(first.size() == 1);
+  REQUIRE(q.push("c", inv("k", 2)));
+  CHECK(q.take(10, clock.now() + 50ms).empty());  // k:1 in flight holds k:2
+  q.release(first);  // the first sink has k:1; the later ones are on it
+  CHECK(first[0].key_released);
+  auto second = q.take(10, soon(clock));
+  REQUIRE(second.size() == 1);
+  CHECK(second[0].invalidation.seq == 2);
+  CHECK(q.low_watermark() == start);  // k:1 is not done
+  Invalidation other = inv("other", 1);
+  CHECK_FALSE(q.try_push("c", other));  // both still count against max_keys
+  q.release(first);                     // a second release changes nothing
+  q.done(first);
+  CHECK(q.low_watermark() == start + 1);
+  q.done(second);
+  CHECK(q.low_watermark() == q.next_sequence());
+  CHECK(q.idle());
+}

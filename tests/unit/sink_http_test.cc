@@ -18,9 +18,15 @@ TEST_CASE("the HTTP sink's signature is v1= and the hex HMAC-SHA256 of \"<timest
 TEST_CASE("the HTTP sink's body carries keys, stamps and what changed, never the row's data") {
   std::vector<QueuedInvalidation> items(2);
   items[0].channel = "invalidations";
-  items[0].invalidation = {.cache_key = "posts:42", .seq = 1700000000123456, .table = "posts",
-                           .action = "update", .id_json = "42", .data_json = R"({"secret":"card"})"};
-  items[1].invalidation = {.cache_key = "plain", .seq = 1700000000200000};
+  Invalidation& change = items[0].invalidation;
+  change.cache_key = "posts:42";
+  change.seq = 1700000000123456;
+  change.table = "posts";
+  change.action = "update";
+  change.id_json = "42";
+  change.data_json = R"({"secret":"card"})";
+  items[1].invalidation.cache_key = "plain";
+  items[1].invalidation.seq = 1700000000200000;
   CHECK(encode_http_sink_body(items) ==
         R"({"invalidations":[{"cacheKey":"posts:42","invalidatedAt":1700000000124,"seq":1700000000123456,)"
         R"("table":"posts","action":"update","id":42},)"
