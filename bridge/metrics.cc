@@ -67,6 +67,10 @@ std::string Metrics::render(const std::string& version) const {
           {{"timeout", publish_errors_timeout}, {"server", publish_errors_server},
            {"rejected", publish_errors_rejected}, {"throttled", publish_errors_throttled}});
   counter("publish_retries_total", "Publish requests retried.", publish_retries);
+  counter("soketi_failovers_total",
+          "Moves of the bridge's Soketi clients (publishing, startup replay) to the next address of "
+          "SOKETI_HOST after no answer or a 5xx.",
+          soketi_failovers);
   labeled("events_dropped_total", "Events dropped, by reason (rejected: Soketi refused the event alone).",
           "reason", {{"rejected", events_dropped_rejected}});
   counter("coalesced_total", "Invalidations merged into a pending one for the same key.", coalesced);

@@ -40,6 +40,7 @@ struct Metrics {
   std::atomic<uint64_t> publish_errors_rejected{0};  // 4xx other than 429: dropped
   std::atomic<uint64_t> publish_errors_throttled{0}; // 429
   std::atomic<uint64_t> publish_retries{0};
+  std::atomic<uint64_t> soketi_failovers{0};  // a Soketi client moved to the next address of SOKETI_HOST
   std::atomic<uint64_t> events_dropped_rejected{0};  // Soketi rejected the event alone
   std::atomic<uint64_t> coalesced{0};
   std::atomic<uint64_t> pg_reconnects{0};

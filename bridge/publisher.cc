@@ -83,7 +83,7 @@ bool Publisher::pause(std::chrono::steady_clock::duration duration) {
 }
 
 void Publisher::run() {
-  SoketiClient client(config_);
+  SoketiClient client(config_, &metrics_);
   while (true) {
     auto items = queue_.take(config_.max_batch_size,
                              CoalescingQueue::Clock::now() + std::chrono::seconds(1),
