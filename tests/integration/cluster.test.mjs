@@ -14,8 +14,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  http, isInvalidation, isLiveInvalidation, sleep, sourceIndependent, startRedis, startSoketi, startStack,
-  subscribe, waitUntil, waitUntilLinked,
+  freePort, http, isInvalidation, isLiveInvalidation, runBridge, sleep, sourceIndependent, startRedis, startSoketi,
+  startStack, subscribe, waitUntil, waitUntilLinked,
 } from './harness.mjs';
 
 const SECRET = 'it-cluster-secret-5d2a';
@@ -134,6 +134,26 @@ describe('cluster: two Soketi nodes on Redis, the bridge failing over between th
     bridge = await startClusterBridge();
     const e = await onA.waitFor((x) => isInvalidation('recon:1')(x) && x.data.replay === true, 15000);
     assert.equal(e.data.invalidatedAt, stamp.ms);
+  });
+
+  test('--check checks every address: each node that answers is ok, one down is a warning, all down fail', async () => {
+    const dead = await freePort(); // nothing listens there
+    const check = (hosts) => runBridge({ env: stack.bridgeEnv({ SOKETI_HOST: hosts }), args: ['--check'] });
+    const both = await check(`127.0.0.1:${nodeB.port},127.0.0.1:${nodeA.port}`);
+    assert.equal(both.code, 0, both.output);
+    for (const node of [nodeA, nodeB]) {
+      assert.match(both.text, new RegExp(`^ok +soketi: http://127\\.0\\.0\\.1:${node.port} accepts the app credentials`, 'm'));
+    }
+    const oneDown = await check(`127.0.0.1:${dead},127.0.0.1:${nodeA.port}`);
+    assert.equal(oneDown.code, 0, oneDown.output);
+    assert.match(oneDown.text, new RegExp(`^warn +soketi: Soketi unreachable at http://127\\.0\\.0\\.1:${dead}: .*fails over`, 'm'));
+    const wrongSecret = await runBridge({ env: stack.bridgeEnv({ SOKETI_HOST: `127.0.0.1:${dead},127.0.0.1:${nodeA.port}`,
+      SOKETI_APP_SECRET: 'not-the-secret' }), args: ['--check'] });
+    assert.equal(wrongSecret.code, 1, wrongSecret.output);
+    assert.match(wrongSecret.text, /^FAIL +soketi: Soketi rejected the credentials/m);
+    const allDown = await check(`127.0.0.1:${dead}`);
+    assert.equal(allDown.code, 1, allDown.output);
+    assert.match(allDown.text, /^FAIL +soketi: Soketi unreachable/m);
   });
 
   test('node B killed (SIGKILL): the subscribers on node A receive every change committed before and after', async (t) => {
