@@ -235,7 +235,7 @@ int run_preflight(const Config& config) {
     SoketiClient client(one);
     std::vector<std::string> channels;
     if (auto s = client.occupied_channels(&channels); !s) {
-      if (s.message().rfind("Soketi unreachable", 0) == 0) {
+      if (!client.answered()) {  // no answer, or a 5xx: this node is down or in trouble
         down.push_back(s.message());
       } else {
         report.fail("soketi: " + s.message());

@@ -147,18 +147,21 @@ PublishOutcome SoketiClient::publish(std::span<const PusherEvent> events) {
 httplib::Result SoketiClient::send_with_failover(const std::function<httplib::Result(httplib::Client&)>& send,
                                                  std::string* failures) {
   const size_t first = current_;
+  size_t at = first;
   for (size_t tried = 1;; ++tried) {
-    httplib::Result result = send(*http_[current_]);
-    if (!worth_another_address(result)) {
-      if (current_ != first) {
-        log::warn("Soketi: now using {} ({})", urls_[current_], *failures);
+    httplib::Result result = send(*http_[at]);
+    answered_ = !worth_another_address(result);
+    if (answered_) {
+      if (at != first) {
+        current_ = at;
+        if (metrics_) ++metrics_->soketi_failovers;
+        log::warn("Soketi: now using {} ({})", urls_[at], *failures);
       }
       return result;
     }
-    *failures += fmt::format("{}{}: {}", failures->empty() ? "" : "; ", urls_[current_], failure_of(result));
-    if (tried == urls_.size()) return result;  // every address failed: stay on the last one tried
-    current_ = (current_ + 1) % urls_.size();
-    if (metrics_) ++metrics_->soketi_failovers;
+    *failures += fmt::format("{}{}: {}", failures->empty() ? "" : "; ", urls_[at], failure_of(result));
+    if (tried == urls_.size()) return result;  // every address failed: current_ stays
+    at = (at + 1) % urls_.size();
   }
 }
 
@@ -167,7 +170,8 @@ Status SoketiClient::occupied_channels(std::vector<std::string>* channels) {
   std::string failures;
   auto result = send_with_failover(
       [&](httplib::Client& http) { return http.Get(signed_target("GET", api_path, "")); }, &failures);
-  if (!result) {
+  if (!result || (!answered_ && urls_.size() > 1)) {
+    // With several addresses, each one's reason (no answer or a 5xx) is in `failures`.
     return Status::error(urls_.size() == 1 ? "Soketi unreachable at " + failures
                                            : "Soketi unreachable at every address: " + failures);
   }

@@ -7,10 +7,12 @@
 // at most once per call; the address that answers (2xx, 4xx, 429: Soketi is up, whatever it
 // thinks of the request) becomes current and stays current. A healthy address is stuck to: the
 // client never moves back on its own, only past an address that fails. A call therefore takes at
-// most one HTTP timeout per address, and a call that fails everywhere returns the last
-// address's failure, with every address's reason in the detail. An event sent again after a
-// timeout may reach subscribers twice (invalidations are idempotent). Every move counts in
-// Metrics::soketi_failovers when the client was given metrics, and is logged once it lands.
+// most one HTTP timeout per address. A call that fails everywhere returns the last address's
+// failure, with every address's reason in the detail, and leaves the current address as it was
+// (the outage shows in the caller's errors, not as failovers). An event sent again after a
+// timeout may reach subscribers twice (invalidations are idempotent). Every move to another
+// address counts once in Metrics::soketi_failovers (when the client was given metrics) and is
+// logged once, with why the addresses before it failed.
 // Not thread-safe: each thread that talks to Soketi owns its own client.
 #pragma once
 
@@ -58,6 +60,8 @@ class SoketiClient {
 
   // The base URL of the current address (no secret).
   const std::string& current_url() const { return urls_[current_]; }
+  // Whether the last call got an answer other than a 5xx from some address.
+  bool answered() const { return answered_; }
 
  private:
   std::string signed_target(const char* method, const std::string& api_path, const std::string& body) const;
@@ -71,6 +75,7 @@ class SoketiClient {
   std::vector<std::string> urls_;                        // base URL per address, as in config
   std::vector<std::unique_ptr<httplib::Client>> http_;  // one per address, same order
   size_t current_ = 0;                                   // index into urls_ and http_
+  bool answered_ = false;
 };
 
 }  // namespace bridge
