@@ -84,10 +84,7 @@ class Reader {
   const EnvMap& env_;
 };
 
-struct ParsedUrl {
-  std::string scheme, host, path;
-  int port = 0;
-};
+}  // namespace
 
 std::optional<ParsedUrl> parse_http_url(const std::string& url) {
   ParsedUrl out;
@@ -112,6 +109,15 @@ std::optional<ParsedUrl> parse_http_url(const std::string& url) {
   if (out.host.empty() || out.port < 1 || out.port > 65535) return std::nullopt;
   return out;
 }
+
+std::string url_for_display(const std::string& url) {
+  auto parsed = parse_http_url(url);
+  if (!parsed) return "";
+  return fmt::format("{}://{}:{}{}", parsed->scheme, parsed->host, parsed->port,
+                     parsed->path.substr(0, parsed->path.find('?')));
+}
+
+namespace {
 
 bool valid_identifier(const std::string& name) {
   // PostgreSQL channel names are identifiers; the bridge quotes them, but refuses the
@@ -297,6 +303,20 @@ ConfigResult parse_config(const EnvMap& env) {
   c.publish_concurrency = static_cast<int>(r.integer("BRIDGE_PUBLISH_CONCURRENCY", 2, 1, 64));
   c.publish_linger = std::chrono::microseconds(r.integer("BRIDGE_PUBLISH_LINGER_US", 0, 0, 1000000));
   c.http_timeout = std::chrono::milliseconds(r.integer("BRIDGE_HTTP_TIMEOUT_MS", 5000, 100, 600000));
+
+  c.http_sink_url = r.text("BRIDGE_HTTP_SINK_URL", "");
+  c.http_sink_secret = r.text("BRIDGE_HTTP_SINK_SECRET", "");
+  c.http_sink_max_batch = static_cast<size_t>(r.integer("BRIDGE_HTTP_SINK_MAX_BATCH", 100, 1, 1000));
+  if (!c.http_sink_url.empty()) {
+    if (!parse_http_url(c.http_sink_url)) {
+      r.errors.push_back(fmt::format("BRIDGE_HTTP_SINK_URL: must be an http(s)://host[:port]/path URL, got \"{}\"",
+                                     log::excerpt(c.http_sink_url, 60)));
+    }
+    // The receiver checks every request's signature with this secret: a short one can be guessed.
+    if (c.http_sink_secret.size() < 16) {
+      r.errors.push_back("BRIDGE_HTTP_SINK_SECRET: required with BRIDGE_HTTP_SINK_URL, at least 16 characters");
+    }
+  }
 
   c.replay_max_age = std::chrono::seconds(r.integer("BRIDGE_REPLAY_MAX_AGE_S", 86400, 1, 315360000));
   c.log_trim_interval = std::chrono::seconds(r.integer("BRIDGE_LOG_TRIM_S", 60, 0, 86400));

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,6 +65,12 @@ struct Config {
   std::chrono::microseconds publish_linger{0};  // BRIDGE_PUBLISH_LINGER_US
   std::chrono::milliseconds http_timeout{5000};
 
+  // The optional HTTP sink (BRIDGE_HTTP_SINK_URL): signed, batched POSTs of every live
+  // invalidation to an app (a Next.js route handler on Vercel), besides Soketi.
+  std::string http_sink_url;     // "" = no HTTP sink
+  std::string http_sink_secret;  // BRIDGE_HTTP_SINK_SECRET: signs each request (HMAC-SHA256)
+  size_t http_sink_max_batch = 100;  // BRIDGE_HTTP_SINK_MAX_BATCH: invalidations per POST
+
   // Replay and catch-up.
   std::chrono::seconds replay_max_age{86400};
   // notify source: how often the listener trims cache_invalidation_log (0: never).
@@ -95,5 +102,15 @@ struct ConfigResult {
 };
 
 ConfigResult parse_config(const EnvMap& env);
+
+// http(s)://host[:port][/path[?query]]; the port defaults to the scheme's.
+struct ParsedUrl {
+  std::string scheme, host, path;  // path with its query, "/" when none
+  int port = 0;
+};
+std::optional<ParsedUrl> parse_http_url(const std::string& url);
+// scheme://host:port/path of a URL, without its query (which may hold a token): what logs and
+// pages may show. "" when the URL does not parse.
+std::string url_for_display(const std::string& url);
 
 }  // namespace bridge

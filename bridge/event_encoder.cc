@@ -29,10 +29,8 @@ void write_stamp_fields(JsonWriter& w, const Invalidation& inv) {
   }
 }
 
-std::string encode(const Invalidation& inv, bool with_data) {
-  rapidjson::StringBuffer buffer;
-  JsonWriter w(buffer);
-  w.StartObject();
+// The stamp fields plus what changed: the action and the row id, when known.
+void write_change_fields(JsonWriter& w, const Invalidation& inv) {
   write_stamp_fields(w, inv);
   if (!inv.action.empty()) {
     w.Key("action");
@@ -42,6 +40,13 @@ std::string encode(const Invalidation& inv, bool with_data) {
     w.Key("id");
     w.RawValue(inv.id_json.data(), inv.id_json.size(), rapidjson::kObjectType);
   }
+}
+
+std::string encode(const Invalidation& inv, bool with_data) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  w.StartObject();
+  write_change_fields(w, inv);
   if (with_data && !inv.data_json.empty()) {
     w.Key("data");
     w.RawValue(inv.data_json.data(), inv.data_json.size(), rapidjson::kObjectType);
@@ -79,6 +84,22 @@ std::string encode_batch_body(std::span<const PusherEvent> events) {
     write_string(w, e.name);
     w.Key("data");
     write_string(w, e.data);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return {buffer.GetString(), buffer.GetSize()};
+}
+
+std::string encode_http_sink_body(std::span<const QueuedInvalidation> items) {
+  rapidjson::StringBuffer buffer;
+  JsonWriter w(buffer);
+  w.StartObject();
+  w.Key("invalidations");
+  w.StartArray();
+  for (const auto& item : items) {
+    w.StartObject();
+    write_change_fields(w, item.invalidation);
     w.EndObject();
   }
   w.EndArray();

@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "coalescing_queue.h"
 #include "invalidation.h"
 
 namespace bridge {
@@ -22,6 +23,10 @@ std::string encode_event_data(const Invalidation& inv, size_t max_bytes);
 
 // {"batch":[{"channel","name","data"},...]}
 std::string encode_batch_body(std::span<const PusherEvent> events);
+
+// The HTTP sink's body (sink_http.h): {"invalidations":[{"cacheKey","invalidatedAt","seq",
+// "table","action","id"},...]}, fields only when known, never the row's data.
+std::string encode_http_sink_body(std::span<const QueuedInvalidation> items);
 
 // GET /snapshot's body: {"channel","invalidations":[{"cacheKey","invalidatedAt","seq","table"},..],
 // "truncated"}, the entries as given (oldest first).

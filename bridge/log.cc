@@ -10,6 +10,7 @@
 #include <ctime>
 #include <mutex>
 
+#include "clock.h"
 #include "secret_redactor.h"
 
 namespace bridge::log {
@@ -19,16 +20,7 @@ std::atomic<Level> g_min_level{Level::kInfo};
 std::atomic<Format> g_format{Format::kText};
 std::mutex g_write_mutex;
 std::vector<std::string> g_secrets;  // set once at startup, before other threads run
-
-const char* level_name(Level level) {
-  switch (level) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warn";
-    case Level::kError: return "error";
-  }
-  return "info";
-}
+Problem g_last_problem;               // protected by g_write_mutex
 
 std::string utc_timestamp() {
   using namespace std::chrono;
@@ -43,6 +35,21 @@ std::string utc_timestamp() {
 }
 
 }  // namespace
+
+const char* level_name(Level level) {
+  switch (level) {
+    case Level::kDebug: return "debug";
+    case Level::kInfo: return "info";
+    case Level::kWarn: return "warn";
+    case Level::kError: return "error";
+  }
+  return "info";
+}
+
+Problem last_problem() {
+  std::lock_guard lock(g_write_mutex);
+  return g_last_problem;
+}
 
 void configure(Level min_level, Format format) {
   g_min_level = min_level;
@@ -87,6 +94,7 @@ void write(Level level, std::string_view raw_message) {
   }
   line.push_back('\n');
   std::lock_guard lock(g_write_mutex);
+  if (level >= Level::kWarn) g_last_problem = {epoch_ms(), level, std::string(message)};
   std::fwrite(line.data(), 1, line.size(), stderr);
   std::fflush(stderr);
 }

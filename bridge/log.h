@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -21,6 +22,16 @@ void hide_secrets(std::vector<std::string> secrets);
 std::string redacted(std::string_view text);
 bool enabled(Level level);
 void write(Level level, std::string_view message);
+
+// The last line written at warn or error (redacted like every line), for the operators'
+// status page: one look shows the latest problem without reading the log.
+struct Problem {
+  int64_t time_ms = 0;  // epoch ms; 0: none logged since the start
+  Level level = Level::kWarn;
+  std::string message;
+};
+Problem last_problem();
+const char* level_name(Level level);
 
 template <typename... Args>
 void debug(fmt::format_string<Args...> f, Args&&... args) {

@@ -17,9 +17,11 @@
 #include "pg_connection.h"
 #include "pg_listener.h"
 #include "preflight.h"
-#include "secret_redactor.h"
 #include "publisher.h"
+#include "sink_http.h"
+#include "sink_soketi.h"
 #include "replayer.h"
+#include "secret_redactor.h"
 #include "snapshot.h"
 #include "source_wal.h"
 #include "stamp_writer.h"
@@ -85,6 +87,7 @@ int main(int argc, char** argv) {
   log::configure(config.debug ? log::Level::kDebug : log::Level::kInfo, config.log_format);
   std::vector<std::string> secrets = conninfo_secrets(config.database_url);
   secrets.push_back(config.app_secret);
+  if (!config.http_sink_secret.empty()) secrets.push_back(config.http_sink_secret);
   log::hide_secrets(std::move(secrets));
   pg_set_answer_deadline(config.pg_answer_timeout);
 
@@ -113,7 +116,17 @@ int main(int argc, char** argv) {
   ChangeClock clock(std::chrono::duration_cast<std::chrono::microseconds>(config.clock_margin).count(),
                     config.frozen_clock_ms);
   StampWriter stamps(config.database_url, config.cursor_name, config.queue_max_keys, metrics);
-  Publisher publisher(config, queue, metrics);
+  SoketiSink soketi_sink(config, metrics);
+  std::unique_ptr<HttpSink> http_sink;
+  std::vector<Sink*> sinks = {&soketi_sink};
+  if (!config.http_sink_url.empty()) {
+    http_sink = std::make_unique<HttpSink>(config, metrics);
+    sinks.push_back(http_sink.get());
+    metrics.http_sink_enabled = true;
+    log::info("HTTP sink: POSTing live invalidations to {} (up to {} per request) besides Soketi",
+              http_sink->display_url(), config.http_sink_max_batch);
+  }
+  Publisher publisher(std::move(sinks), queue, config.publish_concurrency, config.publish_linger);
   std::unique_ptr<ChangeSource> source;
   if (config.source == Config::Source::kWal) {
     source = std::make_unique<WalSource>(config, queue, clock, stamps, metrics);

@@ -61,18 +61,29 @@ std::string Metrics::render(const std::string& version) const {
   counter("notifications_held_back_total",
           "Changes held back in the store while the queue was full, published from there later.",
           notifications_held_back);
-  counter("events_published_total", "Events Soketi accepted.", events_published);
-  counter("batches_published_total", "HTTP requests Soketi accepted.", batches_published);
+  counter("events_published_total", "Events Soketi accepted.", soketi.delivered);
+  counter("batches_published_total", "HTTP requests Soketi accepted.", soketi.requests);
   labeled("publish_errors_total", "Failed publish requests by kind.", "kind",
-          {{"timeout", publish_errors_timeout}, {"server", publish_errors_server},
-           {"rejected", publish_errors_rejected}, {"throttled", publish_errors_throttled}});
-  counter("publish_retries_total", "Publish requests retried.", publish_retries);
+          {{"timeout", soketi.errors_timeout}, {"server", soketi.errors_server},
+           {"rejected", soketi.errors_rejected}, {"throttled", soketi.errors_throttled}});
+  counter("publish_retries_total", "Publish requests retried.", soketi.retries);
   counter("soketi_failovers_total",
           "Moves of the bridge's Soketi clients (publishing, startup replay) to the next address of "
           "SOKETI_HOST after no answer or a 5xx.",
           soketi_failovers);
   labeled("events_dropped_total", "Events dropped, by reason (rejected: Soketi refused the event alone).",
-          "reason", {{"rejected", events_dropped_rejected}});
+          "reason", {{"rejected", soketi.dropped_rejected}});
+  if (http_sink_enabled) {
+    counter("http_sink_invalidations_total", "Invalidations the HTTP sink accepted.", http_sink.delivered);
+    counter("http_sink_requests_total", "POSTs the HTTP sink accepted.", http_sink.requests);
+    labeled("http_sink_errors_total", "Failed POSTs to the HTTP sink by kind.", "kind",
+            {{"timeout", http_sink.errors_timeout}, {"server", http_sink.errors_server},
+             {"rejected", http_sink.errors_rejected}, {"throttled", http_sink.errors_throttled}});
+    counter("http_sink_retries_total", "POSTs to the HTTP sink retried.", http_sink.retries);
+    labeled("http_sink_dropped_total",
+            "Invalidations dropped, by reason (rejected: the HTTP sink refused the invalidation alone).",
+            "reason", {{"rejected", http_sink.dropped_rejected}});
+  }
   counter("coalesced_total", "Invalidations merged into a pending one for the same key.", coalesced);
   counter("pg_reconnects_total", "Reconnections of the change source (the LISTEN or the replication connection).", pg_reconnects);
   counter("catchup_invalidations_total", "Invalidations read from the store on (re)connect.", catchup_invalidations);
@@ -110,9 +121,20 @@ std::string Metrics::render(const std::string& version) const {
                      "and not yet confirmed.\n# TYPE cache_bridge_wal_slot_lag_seconds gauge\n"
                      "cache_bridge_wal_slot_lag_seconds {}\n",
                      wal_lag_seconds.load());
-  out += publish_lag.render("cache_bridge_commit_to_publish_seconds",
-                            "From a change's stamp (its receipt, after the commit) to Soketi accepting it; "
-                            "live changes only, not replays.");
+  out += fmt::format("# HELP cache_bridge_cursor_lag_seconds Age of the oldest change received and not yet "
+                     "passed by the saved cursor (notify source; 0 when caught up).\n"
+                     "# TYPE cache_bridge_cursor_lag_seconds gauge\n"
+                     "cache_bridge_cursor_lag_seconds {}\n",
+                     cursor_lag_seconds.load());
+  gauge("ready", "1 while GET /readyz answers 200 (the change source and Soketi ready).", ready);
+  out += soketi.lag.render("cache_bridge_commit_to_publish_seconds",
+                           "From a change's stamp (its receipt, after the commit) to Soketi accepting it; "
+                           "live changes only, not replays.");
+  if (http_sink_enabled) {
+    out += http_sink.lag.render("cache_bridge_http_sink_commit_to_accept_seconds",
+                                "From a change's stamp (its receipt, after the commit) to the HTTP sink "
+                                "accepting it.");
+  }
   return out;
 }
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "recent_invalidations.h"
+
 namespace bridge {
 
 // Commit-to-publish lag in milliseconds, as a Prometheus histogram (of live changes: a
@@ -26,6 +28,20 @@ class LagHistogram {
   std::atomic<uint64_t> count_{0};
 };
 
+// What the Publisher counts for one sink.
+struct SinkCounters {
+  std::atomic<uint64_t> delivered{0};         // invalidations the receiver accepted
+  std::atomic<uint64_t> requests{0};          // requests the receiver accepted
+  std::atomic<uint64_t> errors_timeout{0};    // no answer
+  std::atomic<uint64_t> errors_server{0};     // 5xx
+  std::atomic<uint64_t> errors_rejected{0};   // 4xx other than 429
+  std::atomic<uint64_t> errors_throttled{0};  // 429
+  std::atomic<uint64_t> retries{0};
+  std::atomic<uint64_t> dropped_rejected{0};  // refused alone: dropped (see the log)
+  LagHistogram lag;                           // stamp to acceptance, live changes only
+  RecentInvalidations recent;  // the last ones accepted, for the status page (not exported)
+};
+
 struct Metrics {
   explicit Metrics(const std::vector<std::string>& pg_channels);
 
@@ -33,15 +49,10 @@ struct Metrics {
   std::map<std::string, std::atomic<uint64_t>, std::less<>> notifications_received;
   std::atomic<uint64_t> notifications_invalid{0};
   std::atomic<uint64_t> notifications_held_back{0};  // queue full: published later from the stamps
-  std::atomic<uint64_t> events_published{0};
-  std::atomic<uint64_t> batches_published{0};
-  std::atomic<uint64_t> publish_errors_timeout{0};
-  std::atomic<uint64_t> publish_errors_server{0};    // 5xx
-  std::atomic<uint64_t> publish_errors_rejected{0};  // 4xx other than 429: dropped
-  std::atomic<uint64_t> publish_errors_throttled{0}; // 429
-  std::atomic<uint64_t> publish_retries{0};
+  SinkCounters soketi;     // the historical cache_bridge_events_published_total, publish_* series
+  SinkCounters http_sink;  // cache_bridge_http_sink_*: only with BRIDGE_HTTP_SINK_URL
+  bool http_sink_enabled = false;  // set before the first render
   std::atomic<uint64_t> soketi_failovers{0};  // a Soketi client moved to the next address of SOKETI_HOST
-  std::atomic<uint64_t> events_dropped_rejected{0};  // Soketi rejected the event alone
   std::atomic<uint64_t> coalesced{0};
   std::atomic<uint64_t> pg_reconnects{0};
   std::atomic<uint64_t> catchup_invalidations{0};
@@ -68,7 +79,11 @@ struct Metrics {
   std::atomic<int64_t> wal_changes_waiting{0};    // received, not yet queued
   std::atomic<int64_t> wal_lag_bytes{0};          // WAL the slot keeps beyond what was confirmed
   std::atomic<double> wal_lag_seconds{0};         // age of the oldest change not yet confirmed
-  LagHistogram publish_lag;
+  // The notify source: the stamp (epoch µs) of the oldest change received that the saved
+  // cursor has not passed yet, 0 when none; cursor_lag_seconds is its age, set per scrape.
+  std::atomic<int64_t> cursor_pending_since_us{0};
+  std::atomic<double> cursor_lag_seconds{0};
+  std::atomic<int> ready{0};  // what /readyz answers (1: 200), set per scrape
 
   std::string render(const std::string& version) const;
 };

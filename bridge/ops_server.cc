@@ -4,9 +4,13 @@
 
 #include <httplib.h>
 
+#include <algorithm>
+
+#include "clock.h"
 #include "http_listen.h"
 #include "log.h"
 #include "soketi_client.h"
+#include "status_page.h"
 
 namespace bridge {
 namespace {
@@ -24,6 +28,7 @@ OpsServer::OpsServer(const Config& config, Metrics& metrics, const CoalescingQue
       queue_(queue),
       source_(source),
       version_(std::move(version)),
+      started_ms_(epoch_ms()),
       server_(make_http_server(kWorkers)) {}
 
 OpsServer::~OpsServer() { stop(); }
@@ -35,7 +40,7 @@ Status OpsServer::start() {
 
   server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& response) {
     std::string reason;
-    if (!source_.ready(&reason) || !soketi_ready(&reason)) {
+    if (!ready(&reason)) {
       response.status = 503;
       response.set_content(reason + "\n", "text/plain");
       return;
@@ -44,10 +49,22 @@ Status OpsServer::start() {
   });
 
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
-    // The queue's own counters, read per scrape rather than per publish.
-    metrics_.queue_depth = static_cast<int64_t>(queue_.pending_keys());
-    metrics_.coalesced = queue_.coalesced_count();
+    refresh_scraped_gauges();
     response.set_content(metrics_.render(version_), "text/plain; version=0.0.4");
+  });
+
+  // For a person: one page that polls the JSON (see status_page.h). No CORS header: another
+  // origin's page cannot read the JSON.
+  server_->Get("/status", [](const httplib::Request&, httplib::Response& response) {
+    response.set_header("Content-Security-Policy", status_page_csp());
+    response.set_header("X-Content-Type-Options", "nosniff");
+    response.set_header("Cache-Control", "no-store");
+    response.set_content(status_page_html(), "text/html; charset=utf-8");
+  });
+  server_->Get("/status.json", [this](const httplib::Request&, httplib::Response& response) {
+    response.set_header("X-Content-Type-Options", "nosniff");
+    response.set_header("Cache-Control", "no-store");
+    response.set_content(status_json(), "application/json");
   });
 
   if (auto s = listen_in_background(*server_, config_.ops_host, config_.ops_port, "ops-http",
@@ -59,7 +76,7 @@ Status OpsServer::start() {
     pthread_setname_np(pthread_self(), "soketi-probe");
     probe_soketi_until_stopped();
   });
-  log::info("HTTP: /healthz /readyz /metrics on http://{}:{}", config_.ops_host, config_.ops_port);
+  log::info("HTTP: /healthz /readyz /metrics /status on http://{}:{}", config_.ops_host, config_.ops_port);
   return Status::ok();
 }
 
@@ -89,6 +106,65 @@ void OpsServer::probe_soketi_until_stopped() {
     probe_reason_ = s.message();
     stop_probing_.wait_for(lock, kProbeInterval, [&] { return stopping_; });
   }
+}
+
+bool OpsServer::ready(std::string* reason) { return source_.ready(reason) && soketi_ready(reason); }
+
+void OpsServer::refresh_scraped_gauges() {
+  // The queue's own counters, read per scrape rather than per publish.
+  metrics_.queue_depth = static_cast<int64_t>(queue_.pending_keys());
+  metrics_.coalesced = queue_.coalesced_count();
+  int64_t pending = metrics_.cursor_pending_since_us;
+  metrics_.cursor_lag_seconds = pending > 0 ? std::max<double>(0, (epoch_us() - pending) / 1e6) : 0.0;
+  std::string reason;
+  metrics_.ready = ready(&reason) ? 1 : 0;
+}
+
+std::string OpsServer::status_json() {
+  refresh_scraped_gauges();
+  StatusSnapshot s;
+  s.version = version_;
+  s.source = config_.source == Config::Source::kWal ? "wal" : "notify";
+  s.now_ms = epoch_ms();
+  s.started_ms = started_ms_;
+  s.ready = ready(&s.ready_reason);
+  s.pg_connected = metrics_.listen_connected != 0;
+  s.pg_reconnects = metrics_.pg_reconnects;
+  s.notify_queue_usage = metrics_.notify_queue_usage;
+  s.queue_depth = metrics_.queue_depth;
+  s.queue_max_keys = config_.queue_max_keys;
+  if (config_.source == Config::Source::kWal) {
+    s.changes_received = metrics_.wal_changes_received;
+  } else {
+    for (const auto& [channel, count] : metrics_.notifications_received) s.changes_received += count;
+  }
+  s.held_back = metrics_.notifications_held_back;
+  s.events_published = metrics_.soketi.delivered;
+  s.batches_published = metrics_.soketi.requests;
+  s.publish_retries = metrics_.soketi.retries;
+  s.errors_timeout = metrics_.soketi.errors_timeout;
+  s.errors_server = metrics_.soketi.errors_server;
+  s.errors_rejected = metrics_.soketi.errors_rejected;
+  s.errors_throttled = metrics_.soketi.errors_throttled;
+  s.events_dropped = metrics_.soketi.dropped_rejected;
+  if (log::Problem p = log::last_problem(); p.time_ms != 0) {
+    s.last_problem = StatusSnapshot::Problem{p.time_ms, log::level_name(p.level), std::move(p.message)};
+  }
+  s.slot_lag_bytes = metrics_.wal_lag_bytes;
+  s.slot_lag_seconds = metrics_.wal_lag_seconds;
+  s.cursor_lag_seconds = metrics_.cursor_lag_seconds;
+  s.recent = metrics_.soketi.recent.newest_first();
+  if (metrics_.http_sink_enabled) {
+    const SinkCounters& c = metrics_.http_sink;
+    s.http_sink = StatusSnapshot::HttpSinkStatus{
+        .url = url_for_display(config_.http_sink_url),
+        .delivered = c.delivered,
+        .requests = c.requests,
+        .retries = c.retries,
+        .dropped = c.dropped_rejected,
+        .errors = c.errors_timeout + c.errors_server + c.errors_rejected + c.errors_throttled};
+  }
+  return render_status_json(s);
 }
 
 bool OpsServer::soketi_ready(std::string* reason) {

@@ -3,6 +3,9 @@
 //   GET /healthz   the process is alive.
 //   GET /readyz    the change source connected and recently verified, Soketi accepts our credentials.
 //   GET /metrics   Prometheus text format.
+//   GET /status    one HTML page for a person (status_page.h), polling
+//   GET /status.json  the same state as JSON: readiness, queue, lag, errors, recent invalidations.
+//                  It shows cache keys: one more reason this port stays private.
 // Probes are cheap: Soketi is probed every 2 s by a thread of this server's own, and /readyz
 // only reads the last result, so no prober can slow anything down or reach Soketi through it.
 #pragma once
@@ -39,12 +42,16 @@ class OpsServer {
  private:
   void probe_soketi_until_stopped();
   bool soketi_ready(std::string* reason);
+  bool ready(std::string* reason);  // what /readyz answers
+  void refresh_scraped_gauges();    // the values read per request rather than per change
+  std::string status_json();
 
   const Config& config_;
   Metrics& metrics_;
   const CoalescingQueue& queue_;
   const ChangeSource& source_;
   const std::string version_;
+  const int64_t started_ms_;  // epoch
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   std::thread prober_;

@@ -264,6 +264,14 @@ void PgListener::handle_notification(const PGnotify& notify) {
 void PgListener::push(Invalidation invalidation) {
   std::string channel;
   if (!stamper_.stamp(invalidation, &channel)) return;  // shutting down: the cursor still has it
+  // For the cursor's lag (the status page, /metrics): the oldest change not passed yet.
+  // Without the store there is no cursor to lag.
+  if (store_installed_ && metrics_.cursor_pending_since_us == 0) {
+    metrics_.cursor_pending_since_us = invalidation.seq;
+  }
+  if (checkpoint_ && checkpoint_->sequence_after && checkpoint_->first_seq_after == 0) {
+    checkpoint_->first_seq_after = invalidation.seq;
+  }
   // Without the stamps table nothing can be held back: wait for room, as before it existed.
   if (!stamps_installed_) {
     queue_.push(channel, std::move(invalidation));
@@ -350,6 +358,9 @@ Status PgListener::advance_checkpoint() {
     // and snapshots read every change from there.
     if (!stamps_.flush(std::chrono::milliseconds(200))) return Status::ok();
     if (auto s = store::save_cursor(conn_.get(), config_.cursor_name, cursor_of(*checkpoint_)); !s) return s;
+    int64_t pending = checkpoint_->first_seq_after;  // 0: nothing came after the marker
+    if (!backlog_.empty() && (pending == 0 || backlog_.from < pending)) pending = backlog_.from;
+    metrics_.cursor_pending_since_us = pending;
     log::debug("checkpoint: resume from transaction {}", checkpoint_->xmin);
     checkpoint_.reset();
     if (auto s = trim_log(); !s) return s;

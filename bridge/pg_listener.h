@@ -74,6 +74,7 @@ class PgListener : public ChangeSource {
     uint64_t marker = 0;  // 0: none needed (the catch-up's own snapshot)
     std::optional<uint64_t> sequence_after;
     int64_t seq_at_marker = 0;
+    int64_t first_seq_after = 0;  // the first change stamped after the marker: the cursor's lag once saved
   };
   // Seqs of held-back changes: every stamp from..to not yet published (empty when from > to).
   struct Backlog {

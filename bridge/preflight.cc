@@ -11,6 +11,7 @@
 #include "invalidation_store.h"
 #include "log.h"
 #include "pg_connection.h"
+#include "sink_http.h"
 #include "soketi_client.h"
 
 namespace bridge {
@@ -173,6 +174,25 @@ void report_wal(Report& report, PGconn* conn, const Config& config) {
   }
 }
 
+// An empty, signed batch: the receiver's answer says whether the URL and the secret are right.
+void check_http_sink(Report& report, const Config& config) {
+  Metrics unused({});
+  HttpSink sink(config, unused);
+  PublishOutcome outcome = sink.connect()->send({});
+  if (outcome.kind == PublishOutcome::Kind::kOk) {
+    report.ok(fmt::format("http sink: {} accepts the bridge's signed requests (HTTP {})", sink.display_url(),
+                          outcome.http_status));
+  } else if (outcome.sender_rejected()) {
+    report.fail(fmt::format("http sink: {} answered HTTP {}: {}: {}", sink.display_url(), outcome.http_status,
+                            sink.rejected_hint(), outcome.detail));
+  } else {
+    report.fail(fmt::format("http sink: {} did not accept an empty batch ({}{}): {}", sink.display_url(),
+                            outcome.http_status ? "HTTP " : "",
+                            outcome.http_status ? std::to_string(outcome.http_status) : "no answer",
+                            outcome.detail));
+  }
+}
+
 }  // namespace
 
 int run_preflight(const Config& config) {
@@ -255,6 +275,7 @@ int run_preflight(const Config& config) {
       report.fail("soketi: " + why);
     }
   }
+  if (!config.http_sink_url.empty()) check_http_sink(report, config);
   return report.failed ? 1 : 0;
 }
 

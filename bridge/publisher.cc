@@ -8,11 +8,12 @@
 #include "change_clock.h"
 #include "clock.h"
 #include "log.h"
+#include "rate_limiter.h"
 
 namespace bridge {
 namespace {
 
-// A Retry-After beyond this is Soketi (or a proxy) asking too much: retry sooner.
+// A Retry-After beyond this is the receiver (or a proxy) asking too much: retry sooner.
 constexpr std::chrono::milliseconds kMaxRetryAfter{30000};
 
 const char* kind_name(PublishOutcome::Kind kind) {
@@ -26,10 +27,25 @@ const char* kind_name(PublishOutcome::Kind kind) {
   return "?";
 }
 
+void count_failure(SinkCounters& counters, PublishOutcome::Kind kind) {
+  switch (kind) {
+    case PublishOutcome::Kind::kTimeout: ++counters.errors_timeout; break;
+    case PublishOutcome::Kind::kServerError: ++counters.errors_server; break;
+    case PublishOutcome::Kind::kThrottled: ++counters.errors_throttled; break;
+    default: ++counters.errors_rejected; break;
+  }
+}
+
 }  // namespace
 
-Publisher::Publisher(const Config& config, CoalescingQueue& queue, Metrics& metrics)
-    : config_(config), queue_(queue), metrics_(metrics), rate_limiter_(config.max_events_per_second) {}
+Publisher::Publisher(std::vector<Sink*> sinks, CoalescingQueue& queue, int concurrency,
+                     std::chrono::microseconds linger)
+    : sinks_(std::move(sinks)), queue_(queue), concurrency_(concurrency), linger_(linger) {
+  for (Sink* sink : sinks_) {
+    sink_states_.push_back(std::make_unique<SinkState>());
+    take_max_ = std::max(take_max_, sink->max_batch());
+  }
+}
 
 Publisher::~Publisher() {
   if (give_up_at_ms_ == 0) set_drain_deadline(std::chrono::milliseconds(0));
@@ -37,14 +53,13 @@ Publisher::~Publisher() {
 }
 
 void Publisher::start() {
-  for (int i = 0; i < config_.publish_concurrency; ++i) {
+  for (int i = 0; i < concurrency_; ++i) {
     workers_.emplace_back([this] {
       pthread_setname_np(pthread_self(), "publisher");
       run();
     });
   }
 }
-
 void Publisher::set_drain_deadline(std::chrono::milliseconds grace) {
   {
     std::lock_guard lock(pause_mutex_);
@@ -83,126 +98,130 @@ bool Publisher::pause(std::chrono::steady_clock::duration duration) {
 }
 
 void Publisher::run() {
-  SoketiClient client(config_, &metrics_);
+  std::vector<Route> routes;
+  for (Sink* sink : sinks_) routes.push_back({sink, sink->connect()});
   while (true) {
-    auto items = queue_.take(config_.max_batch_size,
-                             CoalescingQueue::Clock::now() + std::chrono::seconds(1),
-                             config_.publish_linger);
+    auto items = queue_.take(take_max_, CoalescingQueue::Clock::now() + std::chrono::seconds(1), linger_);
     if (items.empty()) {
       if (queue_.closed()) return;  // closed and drained
       continue;
     }
-    publish_with_retries(client, items);
+    // In order: Soketi's subscribers hear first; the entries are done once every sink has them.
+    for (size_t i = 0; i < routes.size(); ++i) deliver(routes[i], *sink_states_[i], items);
     queue_.done(items);
   }
 }
 
-void Publisher::publish_with_retries(SoketiClient& client,
-                                     const std::vector<QueuedInvalidation>& items) {
-  std::vector<PusherEvent> events;
-  events.reserve(items.size());
-  for (const auto& item : items) {
-    events.push_back({item.channel, config_.event_name,
-                      encode_event_data(item.invalidation, config_.max_event_bytes)});
+void Publisher::deliver(Route& route, SinkState& state, std::span<const QueuedInvalidation> items) {
+  std::vector<QueuedInvalidation> wanted;  // only filled when the sink skips some
+  if (!std::all_of(items.begin(), items.end(), [&](const auto& item) { return route.sink->wants(item); })) {
+    for (const auto& item : items) {
+      if (route.sink->wants(item)) wanted.push_back(item);
+    }
+    items = wanted;
   }
-  publish_events(client, items, events);
+  size_t max_batch = route.sink->max_batch();
+  for (size_t at = 0; at < items.size(); at += max_batch) {
+    deliver_batch(route, state, items.subspan(at, std::min(max_batch, items.size() - at)));
+  }
 }
 
-void Publisher::publish_events(SoketiClient& client, std::span<const QueuedInvalidation> items,
-                               std::span<PusherEvent> events) {
+void Publisher::deliver_batch(Route& route, SinkState& state, std::span<const QueuedInvalidation> items) {
   static thread_local std::minstd_rand jitter(std::random_device{}());
+  Sink& sink = *route.sink;
+  SinkCounters& counters = sink.counters();
   std::chrono::milliseconds backoff{100};
   auto give_up = [&](int attempt, const std::string& why) {
-    gave_up_ += events.size();
-    log::error("shutting down: gave up on {} event(s) after {} attempt(s){}; the next start "
-               "catches them up", events.size(), attempt, why.empty() ? "" : " (" + why + ")");
+    gave_up_ += items.size();
+    log::error("shutting down: gave up on {} event(s) for {} after {} attempt(s){}; the next start "
+               "catches them up", items.size(), sink.name(), attempt, why.empty() ? "" : " (" + why + ")");
   };
   std::string last_failure;
   for (int attempt = 1;; ++attempt) {
     if (giving_up()) return give_up(attempt - 1, last_failure);
-    if (auto wait = rate_limiter_.reserve(static_cast<double>(events.size())); wait.count() > 0) {
-      if (!pause(wait)) return give_up(attempt - 1, last_failure);
+    if (RateLimiter* limiter = sink.rate_limiter()) {
+      if (auto wait = limiter->reserve(static_cast<double>(items.size())); wait.count() > 0) {
+        if (!pause(wait)) return give_up(attempt - 1, last_failure);
+      }
     }
-    PublishOutcome outcome = client.publish(events);
-    if (outcome.kind == PublishOutcome::Kind::kOk) return published(items, attempt);
+    PublishOutcome outcome = route.client->send(items);
+    if (outcome.kind == PublishOutcome::Kind::kOk) return delivered(route, state, items, attempt);
 
-    switch (outcome.kind) {
-      case PublishOutcome::Kind::kTimeout: ++metrics_.publish_errors_timeout; break;
-      case PublishOutcome::Kind::kServerError: ++metrics_.publish_errors_server; break;
-      case PublishOutcome::Kind::kThrottled: ++metrics_.publish_errors_throttled; break;
-      default: ++metrics_.publish_errors_rejected; break;
+    count_failure(counters, outcome.kind);
+    bool sender_rejected = outcome.sender_rejected();
+    if (outcome.kind == PublishOutcome::Kind::kRejected && !sender_rejected) {
+      return isolate_rejected(route, state, items, outcome);
     }
-    bool app_rejected = outcome.http_status == 401 || outcome.http_status == 403 || outcome.http_status == 404;
-    if (outcome.kind == PublishOutcome::Kind::kRejected && !app_rejected) {
-      return isolate_rejected(client, items, events, outcome);
-    }
-    if (app_rejected && !app_rejected_.exchange(true)) {
-      // Wrong or rotated credentials, or an unknown app: about every event, not one. Hold
-      // everything (the cursor stays) until Soketi accepts again; /readyz says why meanwhile.
-      log::error("Soketi rejected the app's credentials (HTTP {}): check SOKETI_APP_ID, SOKETI_APP_KEY "
-                 "and SOKETI_APP_SECRET; publishing is paused and retried, nothing is dropped: {}",
-                 outcome.http_status, outcome.detail);
+    if (sender_rejected && !state.sender_rejected.exchange(true)) {
+      // About every item, not one. Hold everything (the cursor stays) until the sink accepts
+      // again; /readyz says why meanwhile (for Soketi).
+      log::error("{} rejected {} (HTTP {}): {}; publishing is paused and retried, nothing is dropped: {}",
+                 sink.name(), sink.credentials_name(), outcome.http_status, sink.rejected_hint(),
+                 outcome.detail);
     }
     last_failure = outcome.detail;
     if (giving_up()) return give_up(attempt, last_failure);
     auto wait = std::max(backoff, std::min(outcome.retry_after, kMaxRetryAfter));
     wait += std::chrono::milliseconds(jitter() % (backoff.count() / 2 + 1));
-    if (!app_rejected && (attempt == 1 || attempt % 10 == 0)) {
-      log::warn("publishing {} event(s) failed ({}{}{}); retrying in {} ms (attempt {})",
-                events.size(), kind_name(outcome.kind),
+    if (!sender_rejected && (attempt == 1 || attempt % 10 == 0)) {
+      log::warn("{}: publishing {} event(s) failed ({}{}{}); retrying in {} ms (attempt {})",
+                sink.name(), items.size(), kind_name(outcome.kind),
                 outcome.http_status ? fmt::format(" HTTP {}", outcome.http_status) : "",
                 outcome.detail.empty() ? "" : ": " + outcome.detail, wait.count(), attempt);
     }
-    ++metrics_.publish_retries;
+    ++counters.retries;
     if (!pause(wait)) return give_up(attempt, last_failure);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
   }
 }
 
-void Publisher::published(std::span<const QueuedInvalidation> items, int attempts) {
-  metrics_.events_published += items.size();
-  metrics_.batches_published += 1;
+void Publisher::delivered(Route& route, SinkState& state, std::span<const QueuedInvalidation> items,
+                          int attempts) {
+  Sink& sink = *route.sink;
+  SinkCounters& counters = sink.counters();
+  counters.delivered += items.size();
+  counters.requests += 1;
   int64_t now_us = epoch_us();
+  counters.recent.record(items, now_us);
   for (const auto& item : items) {
     // From the stamp, taken at receipt (just after the commit, for a live change). A replay
     // re-sends an old stamp: its age says nothing about latency.
     if (!item.invalidation.replay) {
-      metrics_.publish_lag.observe(static_cast<double>(now_us - item.invalidation.seq) / 1000.0);
+      counters.lag.observe(static_cast<double>(now_us - item.invalidation.seq) / 1000.0);
     }
-    log::debug("published {} to {} (invalidatedAt {}{})", log::excerpt(item.invalidation.cache_key),
-               item.channel, invalidated_at_of(item.invalidation.seq),
+    log::debug("published {} on {} to {} (invalidatedAt {}{})", log::excerpt(item.invalidation.cache_key),
+               item.channel, sink.name(), invalidated_at_of(item.invalidation.seq),
                item.invalidation.replay ? ", replay" : "");
   }
-  if (app_rejected_.exchange(false)) log::info("Soketi accepts the app's credentials again; publishing resumed");
-  if (attempts > 1) log::info("Soketi accepted the batch after {} attempts", attempts);
+  if (state.sender_rejected.exchange(false)) {
+    log::info("{} accepts {} again; publishing resumed", sink.name(), sink.credentials_name());
+  }
+  if (attempts > 1) log::info("{} accepted the batch after {} attempts", sink.name(), attempts);
 }
 
-void Publisher::isolate_rejected(SoketiClient& client, std::span<const QueuedInvalidation> items,
-                                 std::span<PusherEvent> events, const PublishOutcome& outcome) {
-  // Soketi refuses a whole batch for one bad event: halve until the bad one stands alone.
-  if (events.size() > 1) {
-    size_t half = events.size() / 2;
-    publish_events(client, items.first(half), events.first(half));
-    publish_events(client, items.subspan(half), events.subspan(half));
+void Publisher::isolate_rejected(Route& route, SinkState& state, std::span<const QueuedInvalidation> items,
+                                 const PublishOutcome& outcome) {
+  // A receiver refuses a whole batch for one bad item: halve until the bad one stands alone.
+  if (items.size() > 1) {
+    size_t half = items.size() / 2;
+    deliver_batch(route, state, items.first(half));
+    deliver_batch(route, state, items.subspan(half));
     return;
   }
-  const Invalidation& inv = items.front().invalidation;
-  if (outcome.http_status == 413) {
-    // Too large for this Soketi (its limit below SOKETI_EVENT_MAX_SIZE_IN_KB): the key and
-    // its stamp matter, the row does not.
-    Invalidation bare = inv;
-    bare.data_json.clear();
-    bare.data_omitted = true;
-    if (std::string smaller = encode_event_data(bare, config_.max_event_bytes); smaller != events.front().data) {
-      log::warn("Soketi refused the event for \"{}\" as too large (HTTP 413): sent without its row data",
-                log::excerpt(inv.cache_key));
-      events.front().data = std::move(smaller);
-      return publish_events(client, items, events);
-    }
+  const QueuedInvalidation& item = items.front();
+  if (outcome.http_status == 413 && !item.invalidation.data_json.empty()) {
+    // Too large for the receiver (Soketi's limit below SOKETI_EVENT_MAX_SIZE_IN_KB): the key
+    // and its stamp matter, the row does not.
+    log::warn("{} refused the event for \"{}\" as too large (HTTP 413): sent without its row data",
+              route.sink->name(), log::excerpt(item.invalidation.cache_key));
+    QueuedInvalidation bare = item;
+    bare.invalidation.data_json.clear();
+    bare.invalidation.data_omitted = true;
+    return deliver_batch(route, state, std::span(&bare, 1));
   }
-  ++metrics_.events_dropped_rejected;
-  log::error("Soketi rejected the event for \"{}\" on {} (HTTP {}): dropped: {}", log::excerpt(inv.cache_key),
-             items.front().channel, outcome.http_status, outcome.detail);
+  ++route.sink->counters().dropped_rejected;
+  log::error("{} rejected the event for \"{}\" on {} (HTTP {}): dropped: {}", route.sink->name(),
+             log::excerpt(item.invalidation.cache_key), item.channel, outcome.http_status, outcome.detail);
 }
 
 }  // namespace bridge

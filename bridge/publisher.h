@@ -1,32 +1,39 @@
-// Publisher: worker threads that take ready invalidations from the CoalescingQueue,
-// encode them as events, and send them to Soketi in batches within its limits.
-// Stays under Soketi's backend event rate limit when one is configured.
-// Retries timeouts, resets and 5xx with backoff, honours 429 (Retry-After capped at 30 s).
-// A rejection of the app (401, 403, 404: credentials, app id) holds publishing and retries
-// until Soketi accepts; a rejection of one event (400, 413) is isolated by splitting the batch,
-// and only that event is dropped. Shutdown is bounded whatever Soketi does: once the drain deadline
-// passes, every wait ends at once and no new attempt starts, so the workers exit within the
-// grace period plus one HTTP timeout.
+// Publisher: worker threads that take ready invalidations from the CoalescingQueue and deliver
+// them to every sink (Soketi first; the HTTP sink when configured), in batches within each
+// sink's limits. An entry is done() (and the cursor may pass it) only once every sink that
+// wants it accepted it or deliberately dropped it: a sink that is down holds the others back
+// once every worker waits on it, and the queue's bound then holds the source back. Nothing is lost.
+//
+// The rules every sink shares: timeouts, resets, 5xx and redirects are retried with backoff;
+// 429 is honoured (Retry-After capped at 30 s); a rejection of the sender (401, 403, 404:
+// credentials, app id, URL) holds that sink and retries until it accepts; a rejection of one
+// item (400, 413) is isolated by splitting the batch, and only that item is dropped (a 413
+// first retries it without its row data). A sink's rate limiter paces its requests.
+// Shutdown is bounded whatever the sinks do: once the drain deadline passes, every wait ends
+// at once and no new attempt starts, so the workers exit within the grace period plus one
+// HTTP timeout.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <thread>
 #include <vector>
 
 #include "coalescing_queue.h"
-#include "config.h"
 #include "metrics.h"
-#include "rate_limiter.h"
-#include "soketi_client.h"
+#include "sink.h"
 
 namespace bridge {
 
 class Publisher {
  public:
-  Publisher(const Config& config, CoalescingQueue& queue, Metrics& metrics);
+  // `sinks` (at least one; the first is the one whose latency the status reports) and `queue`
+  // must outlive the publisher.
+  Publisher(std::vector<Sink*> sinks, CoalescingQueue& queue, int concurrency,
+            std::chrono::microseconds linger);
   ~Publisher();  // gives up at once (unless a drain deadline is set), stops and joins
   Publisher(const Publisher&) = delete;
   Publisher& operator=(const Publisher&) = delete;
@@ -38,33 +45,43 @@ class Publisher {
   // Publishes what the (closed) queue still holds until the drain deadline (set it first),
   // then joins the workers.
   void drain_and_stop();
-  // Whether every event taken was published or deliberately dropped (none given up on).
+  // Whether every item taken was delivered or deliberately dropped (none given up on).
   bool gave_up_nothing() const { return gave_up_ == 0; }
 
  private:
+  struct Route {  // one sink as one worker sees it
+    Sink* sink;
+    std::unique_ptr<SinkClient> client;
+  };
+  // A sink's own state, shared by the workers.
+  struct SinkState {
+    std::atomic<bool> sender_rejected{false};  // logged once per episode
+  };
+
   void run();
-  void publish_with_retries(SoketiClient& client, const std::vector<QueuedInvalidation>& items);
-  // Until Soketi accepts `events` (items[i] encoded as events[i]), the drain deadline passes,
-  // or Soketi rejects an event of them (isolate_rejected).
-  void publish_events(SoketiClient& client, std::span<const QueuedInvalidation> items,
-                      std::span<PusherEvent> events);
-  void published(std::span<const QueuedInvalidation> items, int attempts);
-  // Splits a rejected batch to publish the rest; the one event rejected alone is sent without
-  // its row data if that was the problem (413), else dropped, logged with its key and counted.
-  void isolate_rejected(SoketiClient& client, std::span<const QueuedInvalidation> items,
-                        std::span<PusherEvent> events, const PublishOutcome& outcome);
+  // Delivers the items `route` wants, in requests of its max_batch().
+  void deliver(Route& route, SinkState& state, std::span<const QueuedInvalidation> items);
+  // Until the sink accepts `items`, the drain deadline passes, or it rejects one of them
+  // (isolate_rejected).
+  void deliver_batch(Route& route, SinkState& state, std::span<const QueuedInvalidation> items);
+  void delivered(Route& route, SinkState& state, std::span<const QueuedInvalidation> items, int attempts);
+  // Splits a rejected batch to deliver the rest; the item rejected alone is sent without its
+  // row data if that was the problem (413), else dropped, logged with its key and counted.
+  void isolate_rejected(Route& route, SinkState& state, std::span<const QueuedInvalidation> items,
+                        const PublishOutcome& outcome);
   bool giving_up() const;  // the drain deadline has passed
   // Sleeps `duration`, cut short by the drain deadline. False when it passed.
   bool pause(std::chrono::steady_clock::duration duration);
 
-  const Config& config_;
+  const std::vector<Sink*> sinks_;
+  std::vector<std::unique_ptr<SinkState>> sink_states_;  // by index of sinks_; constant after construction
   CoalescingQueue& queue_;
-  Metrics& metrics_;
-  RateLimiter rate_limiter_;
+  const int concurrency_;
+  const std::chrono::microseconds linger_;
+  size_t take_max_ = 1;  // the largest max_batch() of the sinks
   std::vector<std::thread> workers_;
   std::atomic<int64_t> give_up_at_ms_{0};  // steady-clock ms; 0 = never give up
-  std::atomic<bool> app_rejected_{false};   // Soketi refuses the credentials (logged once)
-  std::atomic<uint64_t> gave_up_{0};        // events given up on at the drain deadline
+  std::atomic<uint64_t> gave_up_{0};        // items given up on at the drain deadline
   std::mutex pause_mutex_;
   std::condition_variable deadline_set_;  // wakes pause() when the deadline is set
 };

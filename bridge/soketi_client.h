@@ -26,6 +26,7 @@
 #include "config.h"
 #include "event_encoder.h"
 #include "metrics.h"
+#include "sink.h"
 #include "status.h"
 
 namespace httplib {
@@ -34,15 +35,6 @@ class Result;
 }
 
 namespace bridge {
-
-struct PublishOutcome {
-  enum class Kind { kOk, kTimeout, kServerError, kThrottled, kRejected };
-  Kind kind = Kind::kOk;
-  int http_status = 0;
-  std::string detail;  // transport error or the start of the response body
-  std::chrono::milliseconds retry_after{0};  // from a 429's Retry-After, when given
-  bool retryable() const { return kind == Kind::kTimeout || kind == Kind::kServerError || kind == Kind::kThrottled; }
-};
 
 class SoketiClient {
  public:

@@ -5,6 +5,9 @@
 // (In a bundled app: import Pusher from 'pusher-js' and use invalidations.mjs, which also
 // fetches the bridge's /snapshot so the page starts from the current state.)
 // Listen for window 'cache-invalidate' events to refetch what is on screen.
+// Configure it by editing the defaults below, or without editing this file: set
+// window.cacheBridgeConfig before loading it; its fields replace the defaults one by one:
+//   <script>window.cacheBridgeConfig = { key: 'my-key', host: 'soketi.example.com', port: 443 };</script>
 (function listenForInvalidations() {
   const config = {
     key: 'app-key', // SOKETI_APP_KEY: public
@@ -13,6 +16,7 @@
     tls: location.protocol === 'https:',
     channels: ['invalidations'], // BRIDGE_CHANNEL (each expanded channel if it is a template)
     event: 'cache-invalidate', // BRIDGE_EVENT
+    ...(window.cacheBridgeConfig ?? {}),
   };
   // Whatever the app caches by key: an in-memory Map, plus localStorage as an example.
   const cache = (window.appCache ??= new Map());

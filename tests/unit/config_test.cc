@@ -143,7 +143,8 @@ TEST_CASE("SOKETI_HOST: one address, or a comma list of host[:port] tried in ord
 TEST_CASE("SOKETI_HOST: every bad entry is named, and the list stays usable") {
   const char* bad[] = {"a,,b", "a,", "http://soketi:6001", "soketi/apps", "user@soketi", "soketi:", ":6001",
                        "soketi:http", "soketi:0", "soketi:65536", "[fd00::1", "[]:6001", "[fd00::1]6001",
-                       "[fd00::1]:", "a:6001,a:6001", "a,a:6001"};
+                       "[fd00::1]:", "a:6001,a:6001",
+                       "a,a:6001"};  // "a" takes SOKETI_PORT (6001): the same address twice
   for (const char* value : bad) {
     EnvMap env = minimal();
     env["SOKETI_HOST"] = value;
@@ -152,7 +153,6 @@ TEST_CASE("SOKETI_HOST: every bad entry is named, and the list stays usable") {
     CHECK_MESSAGE(result.errors[0].rfind("SOKETI_HOST: ", 0) == 0, result.errors[0]);
     CHECK_FALSE(result.config.soketi_addresses.empty());
   }
-  // "a" with the default port and "a:6001" are the same address: listed twice.
   EnvMap env = minimal();
   env["SOKETI_HOST"] = "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q";
   auto many = parse_config(env);
@@ -163,4 +163,37 @@ TEST_CASE("SOKETI_HOST: every bad entry is named, and the list stays usable") {
   auto url = parse_config(env);
   REQUIRE(url.errors.size() == 1);
   CHECK(url.errors[0].find("SOKETI_USE_TLS") != std::string::npos);
+}
+
+TEST_CASE("the HTTP sink: off by default; a URL needs a valid form and a secret of 16 characters") {
+  CHECK(parse_config(minimal()).config.http_sink_url.empty());
+
+  auto env = minimal();
+  env["BRIDGE_HTTP_SINK_URL"] = "https://app.example.com/api/revalidate?team=1";
+  env["BRIDGE_HTTP_SINK_SECRET"] = "0123456789abcdef";
+  auto ok = parse_config(env);
+  REQUIRE(ok.errors.empty());
+  CHECK(ok.config.http_sink_max_batch == 100);
+  auto url = parse_http_url(ok.config.http_sink_url);
+  REQUIRE(url);
+  CHECK(url->port == 443);
+  CHECK(url->path == "/api/revalidate?team=1");
+
+  env["BRIDGE_HTTP_SINK_SECRET"] = "short-secret";
+  env["BRIDGE_HTTP_SINK_URL"] = "ftp://app.example.com/x";
+  env["BRIDGE_HTTP_SINK_MAX_BATCH"] = "0";
+  auto bad = parse_config(env);
+  REQUIRE(bad.errors.size() == 3);
+  std::string all;
+  for (const auto& e : bad.errors) all += e + "\n";
+  CHECK(all.find("BRIDGE_HTTP_SINK_URL: must be an http(s)") != std::string::npos);
+  CHECK(all.find("BRIDGE_HTTP_SINK_SECRET: required") != std::string::npos);
+  CHECK(all.find("BRIDGE_HTTP_SINK_MAX_BATCH") != std::string::npos);
+  CHECK(all.find("short-secret") == std::string::npos);
+}
+
+TEST_CASE("url_for_display drops the query, which may hold a token") {
+  CHECK(url_for_display("https://app.example.com/api/revalidate?token=abc") == "https://app.example.com:443/api/revalidate");
+  CHECK(url_for_display("http://127.0.0.1:3000") == "http://127.0.0.1:3000/");
+  CHECK(url_for_display("not a url").empty());
 }

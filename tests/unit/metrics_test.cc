@@ -10,7 +10,9 @@ using namespace bridge;
 
 TEST_CASE("every metric comes with # HELP and # TYPE, and every sample belongs to one") {
   Metrics metrics({"cache_invalidation"});
-  metrics.publish_lag.observe(3);
+  metrics.http_sink_enabled = true;
+  metrics.soketi.lag.observe(3);
+  metrics.http_sink.lag.observe(4);
   std::istringstream lines(metrics.render("test"));
   std::set<std::string> helped, typed;
   std::string line;
