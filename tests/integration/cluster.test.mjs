@@ -11,6 +11,7 @@
 // hand the same invalidations to the same publisher (core.test.mjs runs under each).
 
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
 import {
@@ -154,6 +155,36 @@ describe('cluster: two Soketi nodes on Redis, the bridge failing over between th
     const allDown = await check(`127.0.0.1:${dead}`);
     assert.equal(allDown.code, 1, allDown.output);
     assert.match(allDown.text, /^FAIL +soketi: Soketi unreachable/m);
+  });
+
+  test('SIGTERM with both addresses hung (accepting, never answering): exits within 5 s plus one HTTP timeout per address, loses nothing', async (t) => {
+    const sockets = new Set();
+    const hung = [];
+    for (let i = 0; i < 2; i++) {
+      const server = net.createServer((socket) => { sockets.add(socket); socket.on('error', () => {}); });
+      const port = await freePort();
+      await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+      hung.push({ server, port });
+    }
+    t.after(() => { for (const s of sockets) s.destroy(); for (const h of hung) h.server.close(); });
+    const onA = await sub(t, nodeA, 'cache-items');
+    await bridge.stop();
+    const httpTimeoutMs = 1500;
+    const stuck = await stack.startBridge({ SOKETI_HOST: hung.map((h) => `127.0.0.1:${h.port}`).join(','),
+      BRIDGE_CHANNEL: 'cache-{table}', BRIDGE_HTTP_TIMEOUT_MS: httpTimeoutMs }, { ready: 'healthz' });
+    const keys = await commitChanges(50);
+    await stuck.waitForLine(/publishing \d+ event\(s\) failed .*every address failed/, 15000);
+    const t0 = Date.now();
+    const exit = await stuck.stop({ signal: 'SIGTERM', killAfterMs: 60000 });
+    const elapsed = Date.now() - t0;
+    t.diagnostic(`SIGTERM to exit: ${elapsed} ms (bound: 5000 + 2 x ${httpTimeoutMs} ms)`);
+    assert.equal(exit.code, 0, stuck.output());
+    // 1.5 s of slack for a shared CI machine, as hardening.test's one-address case.
+    assert.ok(elapsed <= 5000 + 2 * httpTimeoutMs + 1500, `took ${elapsed} ms:\n${stuck.output()}`);
+    // What it gave up on is still after the cursor: the bridge on the real nodes publishes it.
+    bridge = await startClusterBridge();
+    await waitUntil(() => keys.every((k) => onA.events.some(isInvalidation(k))), 20000,
+      { message: 'all 50 keys delivered after the restart' });
   });
 
   test('node B killed (SIGKILL): the subscribers on node A receive every change committed before and after', async (t) => {
