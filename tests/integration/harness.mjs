@@ -683,10 +683,11 @@ export const REDIS_SERVER_BIN = process.env.REDIS_SERVER_BIN || 'redis-server';
 
 /** One RESP round trip to Redis at host:port: resolves with the first reply line (e.g. "+PONG"). */
 function redisCommand(host, port, command, timeoutMs = 1000) {
-  return withTimeout(new Promise((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     const socket = net.connect({ host, port });
     let reply = '';
     socket.setEncoding('utf8');
+    socket.setTimeout(timeoutMs, () => { socket.destroy(); reject(new Error(`redis ${command}: no answer within ${timeoutMs} ms`)); });
     socket.on('connect', () => socket.write(`${command}\r\n`));
     socket.on('data', (chunk) => {
       reply += chunk;
@@ -697,7 +698,7 @@ function redisCommand(host, port, command, timeoutMs = 1000) {
       }
     });
     socket.on('error', (err) => { socket.destroy(); reject(err); });
-  }), timeoutMs, `redis ${command}`);
+  });
 }
 
 /**
