@@ -125,10 +125,90 @@ bool valid_identifier(const std::string& name) {
   return !name.empty() && name.size() < 64;
 }
 
+constexpr size_t kMaxSoketiAddresses = 16;
+
+// SOKETI_HOST: "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address, comma-separated.
+std::vector<SoketiAddress> parse_soketi_addresses(const std::string& value, int default_port,
+                                                  std::vector<std::string>* errors) {
+  std::vector<SoketiAddress> out;
+  auto bad = [&](const std::string& entry, const std::string& why) {
+    errors->push_back(fmt::format("SOKETI_HOST: \"{}\" {}", log::excerpt(entry, 80), why));
+  };
+  size_t start = 0;
+  while (start <= value.size()) {
+    size_t comma = value.find(',', start);
+    if (comma == std::string::npos) comma = value.size();
+    std::string entry = value.substr(start, comma - start);
+    start = comma + 1;
+    entry.erase(0, entry.find_first_not_of(" \t"));
+    entry.erase(entry.find_last_not_of(" \t") + 1);
+    if (entry.empty()) {
+      errors->push_back(fmt::format("SOKETI_HOST: an empty entry in \"{}\" (want host[:port],host[:port],...)",
+                                    log::excerpt(value, 80)));
+      continue;
+    }
+    if (entry.find("://") != std::string::npos || entry.find_first_of("/@ \t?#") != std::string::npos) {
+      bad(entry, "is not a host[:port] (no scheme, user or path: https is SOKETI_USE_TLS, a path "
+                 "SOKETI_PATH_PREFIX)");
+      continue;
+    }
+    SoketiAddress address{entry, default_port};
+    std::string port_text;
+    if (entry.front() == '[') {
+      size_t close = entry.find(']');
+      if (close == std::string::npos || close == 1 ||
+          (close + 1 < entry.size() && entry[close + 1] != ':')) {
+        bad(entry, "is not [IPv6 address] or [IPv6 address]:port");
+        continue;
+      }
+      address.host = entry.substr(1, close - 1);
+      if (close + 1 < entry.size()) port_text = entry.substr(close + 2);
+      if (close + 1 < entry.size() && port_text.empty()) {
+        bad(entry, "ends in ':' without a port");
+        continue;
+      }
+    } else if (size_t colon = entry.find(':'); colon != std::string::npos && entry.find(':', colon + 1) == std::string::npos) {
+      address.host = entry.substr(0, colon);
+      port_text = entry.substr(colon + 1);
+      if (address.host.empty() || port_text.empty()) {
+        bad(entry, "is not host:port");
+        continue;
+      }
+    }  // else a name, or a bare IPv6 address (several colons): no port of its own
+    if (!port_text.empty()) {
+      int port = 0;
+      auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+      if (ec != std::errc() || end != port_text.data() + port_text.size() || port < 1 || port > 65535) {
+        bad(entry, "has a port that is not an integer from 1 to 65535");
+        continue;
+      }
+      address.port = port;
+    }
+    if (std::find(out.begin(), out.end(), address) != out.end()) {
+      bad(entry, "is listed twice");
+      continue;
+    }
+    out.push_back(std::move(address));
+  }
+  if (out.size() > kMaxSoketiAddresses) {
+    errors->push_back(fmt::format("SOKETI_HOST: {} addresses, at most {}", out.size(), kMaxSoketiAddresses));
+  }
+  return out;
+}
+
 }  // namespace
 
-std::string Config::soketi_base_url() const {
-  return fmt::format("{}://{}:{}", soketi_use_tls ? "https" : "http", soketi_host, soketi_port);
+std::string Config::soketi_base_url(size_t index) const {
+  const SoketiAddress& a = soketi_addresses[index];
+  bool v6 = a.host.find(':') != std::string::npos;
+  return fmt::format("{}://{}{}{}:{}", soketi_use_tls ? "https" : "http", v6 ? "[" : "", a.host,
+                     v6 ? "]" : "", a.port);
+}
+
+std::string Config::soketi_base_urls() const {
+  std::string out;
+  for (size_t i = 0; i < soketi_addresses.size(); ++i) out += (i ? ", " : "") + soketi_base_url(i);
+  return out;
 }
 
 ConfigResult parse_config(const EnvMap& env) {
@@ -139,8 +219,13 @@ ConfigResult parse_config(const EnvMap& env) {
   c.app_id = r.required({"SOKETI_APP_ID", "SOKETI_DEFAULT_APP_ID"});
   c.app_key = r.required({"SOKETI_APP_KEY", "SOKETI_DEFAULT_APP_KEY"});
   c.app_secret = r.required({"SOKETI_APP_SECRET", "SOKETI_DEFAULT_APP_SECRET"});
-  c.soketi_host = r.text("SOKETI_HOST", c.soketi_host);
   c.soketi_port = static_cast<int>(r.integer("SOKETI_PORT", c.soketi_port, 1, 65535));
+  if (auto hosts = parse_soketi_addresses(r.text("SOKETI_HOST", "127.0.0.1"), c.soketi_port, &r.errors);
+      !hosts.empty()) {
+    c.soketi_addresses = std::move(hosts);
+  } else {
+    c.soketi_addresses = {{"127.0.0.1", c.soketi_port}};  // the errors say why; keep the invariant
+  }
   c.soketi_use_tls = r.boolean("SOKETI_USE_TLS", false);
   c.soketi_path_prefix = r.text("SOKETI_PATH_PREFIX", "");
   while (!c.soketi_path_prefix.empty() && c.soketi_path_prefix.back() == '/') {

@@ -12,13 +12,23 @@
 
 namespace bridge {
 
+// One address of Soketi's HTTP API: a node of the cluster, or a proxy in front of it.
+struct SoketiAddress {
+  std::string host;  // a name or an address; IPv6 without the brackets
+  int port = 6001;
+  bool operator==(const SoketiAddress&) const = default;
+};
+
 struct Config {
   // Soketi application and its HTTP API.
   std::string app_id;
   std::string app_key;
   std::string app_secret;
-  std::string soketi_host = "127.0.0.1";
-  int soketi_port = 6001;
+  // SOKETI_HOST: one host[:port] or a comma list of them, the nodes of one Soketi cluster (Redis
+  // adapter) in the order tried; entries without a port take SOKETI_PORT. Never empty once
+  // parsed, no duplicates. SoketiClient fails over between them.
+  std::vector<SoketiAddress> soketi_addresses = {{"127.0.0.1", 6001}};
+  int soketi_port = 6001;  // SOKETI_PORT: the port of the addresses that name none
   bool soketi_use_tls = false;
   std::string soketi_path_prefix;  // "" or "/something", never a trailing slash
   size_t max_batch_size = 10;      // SOKETI_EVENT_MAX_BATCH_SIZE
@@ -79,8 +89,11 @@ struct Config {
   bool debug = false;
   log::Format log_format = log::Format::kText;
 
-  // Base URL of Soketi's API, e.g. "http://127.0.0.1:6001" (no prefix, no secret).
-  std::string soketi_base_url() const;
+  // Base URL of Soketi's API at address `index`, e.g. "http://127.0.0.1:6001" (no prefix, no
+  // secret). REQUIRES: index < soketi_addresses.size().
+  std::string soketi_base_url(size_t index = 0) const;
+  // Every address's base URL, comma-separated (for logs).
+  std::string soketi_base_urls() const;
 };
 
 struct ConfigResult {

@@ -107,7 +107,8 @@ int main(int argc, char** argv) {
 
   log::info("cache-bridge {} starting: Soketi {}{} app {}, channel template \"{}\", event \"{}\", "
             "coalescing window {} ms",
-            CACHE_BRIDGE_VERSION, config.soketi_base_url(), config.soketi_path_prefix, config.app_id,
+            CACHE_BRIDGE_VERSION, config.soketi_base_urls(),
+            config.soketi_path_prefix.empty() ? "" : " (path prefix " + config.soketi_path_prefix + ")", config.app_id,
             config.channel_template, config.event_name, config.coalesce_window.count());
 
   Metrics metrics(config.pg_channels);

@@ -67,6 +67,10 @@ std::string Metrics::render(const std::string& version) const {
           {{"timeout", soketi.errors_timeout}, {"server", soketi.errors_server},
            {"rejected", soketi.errors_rejected}, {"throttled", soketi.errors_throttled}});
   counter("publish_retries_total", "Publish requests retried.", soketi.retries);
+  counter("soketi_failovers_total",
+          "Moves of the bridge's Soketi clients (publishing, startup replay) to the next address of "
+          "SOKETI_HOST after no answer or a 5xx.",
+          soketi_failovers);
   labeled("events_dropped_total", "Events dropped, by reason (rejected: Soketi refused the event alone).",
           "reason", {{"rejected", soketi.dropped_rejected}});
   if (http_sink_enabled) {

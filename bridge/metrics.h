@@ -52,6 +52,7 @@ struct Metrics {
   SinkCounters soketi;     // the historical cache_bridge_events_published_total, publish_* series
   SinkCounters http_sink;  // cache_bridge_http_sink_*: only with BRIDGE_HTTP_SINK_URL
   bool http_sink_enabled = false;  // set before the first render
+  std::atomic<uint64_t> soketi_failovers{0};  // a Soketi client moved to the next address of SOKETI_HOST
   std::atomic<uint64_t> coalesced{0};
   std::atomic<uint64_t> pg_reconnects{0};
   std::atomic<uint64_t> catchup_invalidations{0};

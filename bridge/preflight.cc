@@ -245,13 +245,35 @@ int run_preflight(const Config& config) {
     report_clock(report, conn.get(), config);
   }
 
-  SoketiClient client(config);
-  std::vector<std::string> channels;
-  if (auto s = client.occupied_channels(&channels); !s) {
-    report.fail("soketi: " + s.message());
-  } else {
-    report.ok(fmt::format("soketi: {} accepts the app credentials ({} occupied channel(s))",
-                          config.soketi_base_url(), channels.size()));
+  // Every address, each on its own: the bridge fails over past one that is down, but an address
+  // that refuses the credentials (or is not Soketi) would only be found out during a failover.
+  size_t answered = 0;
+  std::vector<std::string> down;
+  for (size_t i = 0; i < config.soketi_addresses.size(); ++i) {
+    Config one = config;
+    one.soketi_addresses = {config.soketi_addresses[i]};
+    SoketiClient client(one);
+    std::vector<std::string> channels;
+    if (auto s = client.occupied_channels(&channels); !s) {
+      if (!client.answered()) {  // no answer, or a 5xx: this node is down or in trouble
+        down.push_back(s.message());
+      } else {
+        report.fail("soketi: " + s.message());
+        ++answered;
+      }
+    } else {
+      ++answered;
+      report.ok(fmt::format("soketi: {} accepts the app credentials ({} occupied channel(s))",
+                            config.soketi_base_url(i), channels.size()));
+    }
+  }
+  for (const auto& why : down) {
+    // One node down of several: the bridge publishes through the others meanwhile.
+    if (answered > 0) {
+      report.warn("soketi: " + why + " (the bridge fails over to the other addresses meanwhile)");
+    } else {
+      report.fail("soketi: " + why);
+    }
   }
   if (!config.http_sink_url.empty()) check_http_sink(report, config);
   return report.failed ? 1 : 0;

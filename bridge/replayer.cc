@@ -128,7 +128,7 @@ bool Replayer::wait_for_stop(Clock::duration duration) {
 }
 
 bool Replayer::replay_occupied_channels(int attempt) {
-  SoketiClient client(config_);
+  SoketiClient client(config_, &metrics_);
   std::vector<std::string> channels;
   if (Status s = client.occupied_channels(&channels); !s) {
     if (attempt == 1 || attempt % 12 == 0) {

@@ -10,7 +10,7 @@ namespace {
 
 class SoketiSinkClient : public SinkClient {
  public:
-  explicit SoketiSinkClient(const Config& config) : config_(config), client_(config) {}
+  SoketiSinkClient(const Config& config, Metrics& metrics) : config_(config), client_(config, &metrics) {}
 
   PublishOutcome send(std::span<const QueuedInvalidation> items) override {
     events_.clear();
@@ -33,7 +33,7 @@ SoketiSink::SoketiSink(const Config& config, Metrics& metrics)
     : config_(config), metrics_(metrics), rate_limiter_(config.max_events_per_second) {}
 
 std::unique_ptr<SinkClient> SoketiSink::connect() const {
-  return std::make_unique<SoketiSinkClient>(config_);
+  return std::make_unique<SoketiSinkClient>(config_, metrics_);
 }
 
 }  // namespace bridge

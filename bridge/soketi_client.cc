@@ -50,6 +50,16 @@ std::string describe(httplib::Error error) {
   }
 }
 
+// No answer, or an answer that says this node is in trouble: another node may do better.
+bool worth_another_address(const httplib::Result& result) {
+  return !result || effective_status(*result) >= 500;
+}
+
+std::string failure_of(const httplib::Result& result) {
+  if (!result) return describe(result.error());
+  return fmt::format("HTTP {}: {}", effective_status(*result), body_excerpt(result->body));
+}
+
 PublishOutcome classify(const httplib::Result& result) {
   PublishOutcome outcome;
   if (!result) {
@@ -75,16 +85,20 @@ PublishOutcome classify(const httplib::Result& result) {
 
 }  // namespace
 
-SoketiClient::SoketiClient(const Config& config)
-    : config_(config), http_(std::make_unique<httplib::Client>(config.soketi_base_url())) {
+SoketiClient::SoketiClient(const Config& config, Metrics* metrics) : config_(config), metrics_(metrics) {
   auto timeout = config.http_timeout;
   auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout);
   auto micros = std::chrono::duration_cast<std::chrono::microseconds>(timeout - seconds);
-  http_->set_connection_timeout(seconds.count(), micros.count());
-  http_->set_read_timeout(seconds.count(), micros.count());
-  http_->set_write_timeout(seconds.count(), micros.count());
-  // Soketi closes after every response; a proxy in front (or Pusher) may keep it open.
-  http_->set_keep_alive(true);
+  for (size_t i = 0; i < config.soketi_addresses.size(); ++i) {
+    urls_.push_back(config.soketi_base_url(i));
+    auto http = std::make_unique<httplib::Client>(urls_.back());
+    http->set_connection_timeout(seconds.count(), micros.count());
+    http->set_read_timeout(seconds.count(), micros.count());
+    http->set_write_timeout(seconds.count(), micros.count());
+    // Soketi closes after every response; a proxy in front (or Pusher) may keep it open.
+    http->set_keep_alive(true);
+    http_.push_back(std::move(http));
+  }
 }
 
 SoketiClient::~SoketiClient() = default;
@@ -121,14 +135,45 @@ PublishOutcome SoketiClient::publish(std::span<const PusherEvent> events) {
     api_path = "/apps/" + config_.app_id + "/batch_events";
     body = encode_batch_body(events);
   }
-  return classify(http_->Post(signed_target("POST", api_path, body), body, "application/json"));
+  std::string failures;
+  auto result = send_with_failover(
+      [&](httplib::Client& http) { return http.Post(signed_target("POST", api_path, body), body, "application/json"); },
+      &failures);
+  PublishOutcome outcome = classify(result);
+  if (urls_.size() > 1 && worth_another_address(result)) outcome.detail = "every address failed: " + failures;
+  return outcome;
+}
+
+httplib::Result SoketiClient::send_with_failover(const std::function<httplib::Result(httplib::Client&)>& send,
+                                                 std::string* failures) {
+  const size_t first = current_;
+  size_t at = first;
+  for (size_t tried = 1;; ++tried) {
+    httplib::Result result = send(*http_[at]);
+    answered_ = !worth_another_address(result);
+    if (answered_) {
+      if (at != first) {
+        current_ = at;
+        if (metrics_) ++metrics_->soketi_failovers;
+        log::warn("Soketi: now using {} ({})", urls_[at], *failures);
+      }
+      return result;
+    }
+    *failures += fmt::format("{}{}: {}", failures->empty() ? "" : "; ", urls_[at], failure_of(result));
+    if (tried == urls_.size()) return result;  // every address failed: current_ stays
+    at = (at + 1) % urls_.size();
+  }
 }
 
 Status SoketiClient::occupied_channels(std::vector<std::string>* channels) {
   std::string api_path = "/apps/" + config_.app_id + "/channels";
-  auto result = http_->Get(signed_target("GET", api_path, ""));
-  if (!result) {
-    return Status::error("Soketi unreachable at " + config_.soketi_base_url() + ": " + describe(result.error()));
+  std::string failures;
+  auto result = send_with_failover(
+      [&](httplib::Client& http) { return http.Get(signed_target("GET", api_path, "")); }, &failures);
+  if (!result || (!answered_ && urls_.size() > 1)) {
+    // With several addresses, each one's reason (no answer or a 5xx) is in `failures`.
+    return Status::error(urls_.size() == 1 ? "Soketi unreachable at " + failures
+                                           : "Soketi unreachable at every address: " + failures);
   }
   int status = effective_status(*result);
   if (status == 401 || status == 403 || status == 404) {
@@ -137,8 +182,8 @@ Status SoketiClient::occupied_channels(std::vector<std::string>* channels) {
         status, body_excerpt(result->body)));
   }
   if (status != 200) {
-    return Status::error(fmt::format("Soketi answered {} to GET {}: {}", status, api_path,
-                                     body_excerpt(result->body)));
+    return Status::error(fmt::format("Soketi at {} answered {} to GET {}: {}", urls_[current_], status,
+                                     api_path, body_excerpt(result->body)));
   }
   rapidjson::Document doc;
   doc.Parse(result->body.c_str());

@@ -29,6 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(!c.database_url.empty() && !c.pg_channels.empty());
   FUZZ_CHECK(!c.webhook_event_types.empty());
   FUZZ_CHECK(c.soketi_port >= 1 && c.soketi_port <= 65535);
+  FUZZ_CHECK(!c.soketi_addresses.empty());
+  for (const auto& a : c.soketi_addresses) FUZZ_CHECK(!a.host.empty() && a.port >= 1 && a.port <= 65535);
   FUZZ_CHECK(c.http_port >= 1 && c.http_port <= 65535);
   FUZZ_CHECK(!c.ops_host.empty() && c.ops_port >= 1 && c.ops_port <= 65535);
   FUZZ_CHECK(!c.webhook_path.empty() && c.webhook_path[0] == '/');

@@ -594,14 +594,27 @@ export async function startPostgres({ installSql = true, settings = {}, source: 
 // Soketi
 
 /**
+ * Soketi's settings for its Redis adapter on `redis` ({host, port}, as startRedis returns): nodes
+ * on one Redis form one cluster. Messages between nodes go through Redis (adapter), and so does
+ * the cache of cache- channels (SOKETI_CACHE_DRIVER), so that a node answers pusher:cache_miss
+ * for what another node sent.
+ */
+export function soketiRedisEnv(redis) {
+  return { SOKETI_ADAPTER_DRIVER: 'redis', SOKETI_CACHE_DRIVER: 'redis',
+    SOKETI_DB_REDIS_HOST: redis.host, SOKETI_DB_REDIS_PORT: redis.port };
+}
+
+/**
  * Starts Soketi through scripts/soketi with a temp .env in the bridge's names, on free ports
  * (or the given ones, e.g. to restart on the same port), and waits until GET / answers 200.
+ * With `redis` ({host, port}: startRedis()), it is a node of the cluster on that Redis
+ * (soketiRedisEnv); waitUntilLinked() says when nodes pass messages to each other.
  * Returns {host, port, metricsPort, appId, key, secret, url, proc, pusher (server SDK), stop(),
  *          options (to start it again identically)}.
  */
 export async function startSoketi({ appId = 'app-id', key = 'app-key', secret = 'app-secret', webhookUrl,
   eventTypes = ['channel_occupied', 'cache_miss'], batchSize, maxSizeKb, debug = false, port, metricsPort,
-  env = {}, startTimeoutMs = 30000 } = {}) {
+  redis, env = {}, startTimeoutMs = 30000 } = {}) {
   port ??= await freePort();
   metricsPort ??= await freePort();
   const dir = tempDir('cache-bridge-soketi-');
@@ -624,8 +637,8 @@ export async function startSoketi({ appId = 'app-id', key = 'app-key', secret = 
   const procEnv = cleanEnv({
     SOKETI_SHUTDOWN_GRACE_PERIOD: 200, SOKETI_METRICS_HOST: '127.0.0.1',
     SOKETI_CLUSTER_HOST: '127.0.0.1', SOKETI_CLUSTER_UNICAST_ADDRESSES: '127.0.0.1',
-    SOKETI_CLUSTER_PORT: await freePort(), ...env });
-  const proc = spawnCaptured(SOKETI_SCRIPT, ['--env-file', envFile], { name: 'soketi', env: procEnv, cwd: dir });
+    SOKETI_CLUSTER_PORT: await freePort(), ...(redis ? soketiRedisEnv(redis) : {}), ...env });
+  const proc = spawnCaptured(SOKETI_SCRIPT, ['--env-file', envFile], { name: redis ? `soketi:${port}` : 'soketi', env: procEnv, cwd: dir });
   const base = `http://127.0.0.1:${port}`;
   const stop = async () => {
     const r = await proc.stop({ signal: 'SIGTERM', killAfterMs: 15000 });
@@ -652,7 +665,7 @@ export async function startSoketi({ appId = 'app-id', key = 'app-key', secret = 
     url: base,
     proc,
     pusher,
-    options: { appId, key, secret, webhookUrl, eventTypes, batchSize, maxSizeKb, debug, port, metricsPort, env },
+    options: { appId, key, secret, webhookUrl, eventTypes, batchSize, maxSizeKb, debug, port, metricsPort, redis, env },
     /** Names of channels with at least one subscriber (Soketi's HTTP API). */
     async occupiedChannels() {
       const res = await pusher.get({ path: '/channels' });
@@ -661,6 +674,82 @@ export async function startSoketi({ appId = 'app-id', key = 'app-key', secret = 
     },
     stop,
   };
+}
+
+// ---------------------------------------------------------------------------------------
+// Redis, for Soketi clusters
+
+export const REDIS_SERVER_BIN = process.env.REDIS_SERVER_BIN || 'redis-server';
+
+/** One RESP round trip to Redis at host:port: resolves with the first reply line (e.g. "+PONG"). */
+function redisCommand(host, port, command, timeoutMs = 1000) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port });
+    let reply = '';
+    socket.setEncoding('utf8');
+    socket.setTimeout(timeoutMs, () => { socket.destroy(); reject(new Error(`redis ${command}: no answer within ${timeoutMs} ms`)); });
+    socket.on('connect', () => socket.write(`${command}\r\n`));
+    socket.on('data', (chunk) => {
+      reply += chunk;
+      const nl = reply.indexOf('\r\n');
+      if (nl >= 0) {
+        socket.destroy();
+        resolve(reply.slice(0, nl));
+      }
+    });
+    socket.on('error', (err) => { socket.destroy(); reject(err); });
+  });
+}
+
+/**
+ * Starts a private redis-server (Debian's redis-server; REDIS_SERVER_BIN overrides): 127.0.0.1 on a
+ * free port, a temp dir, no persistence, and waits until it answers PING.
+ * Returns {host, port, proc, stop()}.
+ */
+export async function startRedis({ startTimeoutMs = 15000 } = {}) {
+  const dir = tempDir('cache-bridge-redis-');
+  const port = await freePort();
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no',
+    '--daemonize', 'no', '--protected-mode', 'yes', '--logfile', '', '--databases', '1'];
+  const proc = spawnCaptured(REDIS_SERVER_BIN, args, { name: 'redis-server', env: cleanEnv(), cwd: dir });
+  const stop = async () => {
+    const r = await proc.stop({ signal: 'SIGTERM', killAfterMs: 10000 });
+    removeTempDir(dir);
+    return r;
+  };
+  try {
+    await waitUntil(async () => {
+      if (!proc.running()) throw new Error(`redis-server exited:\n${proc.output()}`);
+      return (await redisCommand('127.0.0.1', port, 'PING')) === '+PONG';
+    }, startTimeoutMs, { intervalMs: 100, message: `redis-server answering PING on 127.0.0.1:${port}` });
+  } catch (err) {
+    await stop();
+    throw new Error(`${err.message}\n${proc.output()}`);
+  }
+  return { host: '127.0.0.1', port, proc, stop };
+}
+
+/**
+ * Waits (bounded) until every node of `nodes` (startSoketi handles on one Redis) passes what its
+ * HTTP API is given to the subscribers of every other node: a node answers GET / before its
+ * Redis subscriptions are in place. Triggers a probe event on a private channel until it arrives.
+ */
+export async function waitUntilLinked(nodes, { timeoutMs = 15000 } = {}) {
+  for (const from of nodes) {
+    for (const to of nodes) {
+      if (from === to) continue;
+      const channel = `cluster-probe-${from.port}-${to.port}-${Math.random().toString(36).slice(2, 8)}`;
+      const sub = await subscribe({ port: to.port, key: to.key, secret: to.secret, channel });
+      try {
+        await waitUntil(async () => {
+          await from.pusher.trigger(channel, 'probe', { from: from.port });
+          return sub.waitFor((e) => e.event === 'probe', 300).then(() => true, () => false);
+        }, timeoutMs, { intervalMs: 50, message: `Soketi ${from.port} reaching subscribers of ${to.port}` });
+      } finally {
+        await sub.disconnect();
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -118,6 +118,53 @@ TEST_CASE("the change source: notify by default, wal with its slot and publicati
   CHECK(bad.errors[2].find("BRIDGE_PUBLICATION") == 0);
 }
 
+TEST_CASE("SOKETI_HOST: one address, or a comma list of host[:port] tried in order") {
+  auto one = parse_config(minimal());
+  REQUIRE(one.errors.empty());
+  CHECK(one.config.soketi_addresses == std::vector<SoketiAddress>{{"127.0.0.1", 6001}});
+
+  EnvMap env = minimal();
+  env["SOKETI_HOST"] = " soketi-a , soketi-b:6002,10.0.0.7 ,[fd00::7]:6003, [::1], fd00::8";
+  env["SOKETI_PORT"] = "7001";
+  auto many = parse_config(env);
+  REQUIRE(many.errors.empty());
+  const Config& c = many.config;
+  CHECK(c.soketi_addresses == std::vector<SoketiAddress>{{"soketi-a", 7001}, {"soketi-b", 6002}, {"10.0.0.7", 7001},
+                                                         {"fd00::7", 6003}, {"::1", 7001}, {"fd00::8", 7001}});
+  CHECK(c.soketi_base_url() == "http://soketi-a:7001");
+  CHECK(c.soketi_base_url(1) == "http://soketi-b:6002");
+  CHECK(c.soketi_base_url(3) == "http://[fd00::7]:6003");
+  CHECK(c.soketi_base_urls().rfind("http://soketi-a:7001, http://soketi-b:6002, ", 0) == 0);
+
+  env["SOKETI_USE_TLS"] = "true";
+  CHECK(parse_config(env).config.soketi_base_url(1) == "https://soketi-b:6002");
+}
+
+TEST_CASE("SOKETI_HOST: every bad entry is named, and the list stays usable") {
+  const char* bad[] = {"a,,b", "a,", "http://soketi:6001", "soketi/apps", "user@soketi", "soketi:", ":6001",
+                       "soketi:http", "soketi:0", "soketi:65536", "[fd00::1", "[]:6001", "[fd00::1]6001",
+                       "[fd00::1]:", "a:6001,a:6001",
+                       "a,a:6001"};  // "a" takes SOKETI_PORT (6001): the same address twice
+  for (const char* value : bad) {
+    EnvMap env = minimal();
+    env["SOKETI_HOST"] = value;
+    auto result = parse_config(env);
+    REQUIRE_MESSAGE(result.errors.size() == 1, value);
+    CHECK_MESSAGE(result.errors[0].rfind("SOKETI_HOST: ", 0) == 0, result.errors[0]);
+    CHECK_FALSE(result.config.soketi_addresses.empty());
+  }
+  EnvMap env = minimal();
+  env["SOKETI_HOST"] = "a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q";
+  auto many = parse_config(env);
+  REQUIRE(many.errors.size() == 1);
+  CHECK(many.errors[0] == "SOKETI_HOST: 17 addresses, at most 16");
+
+  env["SOKETI_HOST"] = "https://ws.example.com";
+  auto url = parse_config(env);
+  REQUIRE(url.errors.size() == 1);
+  CHECK(url.errors[0].find("SOKETI_USE_TLS") != std::string::npos);
+}
+
 TEST_CASE("the HTTP sink: off by default; a URL needs a valid form and a secret of 16 characters") {
   CHECK(parse_config(minimal()).config.http_sink_url.empty());
 
