@@ -20,7 +20,7 @@ std::string describe_http_error(httplib::Error error, std::string_view peer) {
       return "sending the request failed";
     case httplib::Error::SSLConnection:
     case httplib::Error::SSLServerVerification:
-      return "the TLS handshake failed (the URL's scheme, certificates)";
+      return "the TLS handshake failed (https where the peer speaks http, or its certificate)";
     default:
       return "HTTP error: " + httplib::to_string(error);
   }

@@ -14,7 +14,7 @@
 // first retries it without its row data). A sink's rate limiter paces its requests.
 // Shutdown is bounded whatever the sinks do: once the drain deadline passes, every wait ends
 // at once and no new attempt starts, so the workers exit within the grace period plus one
-// HTTP timeout.
+// request's time (one HTTP timeout per Soketi address it tries).
 #pragma once
 
 #include <atomic>

@@ -8,6 +8,7 @@
 
 #include <chrono>
 
+#include "http_outcome.h"
 #include "log.h"
 #include "pusher_signer.h"
 
@@ -31,56 +32,18 @@ int effective_status(const httplib::Response& response) {
   return 500;  // an error without a usable code: treat as a server error
 }
 
-// httplib names its errors in one word ("Connection"): say what happened in a sentence.
-std::string describe(httplib::Error error) {
-  switch (error) {
-    case httplib::Error::Connection:
-      return "cannot connect (refused, or no route: is Soketi running there?)";
-    case httplib::Error::ConnectionTimeout:
-      return "connecting timed out";
-    case httplib::Error::Read:
-      return "no answer (the read failed or timed out)";
-    case httplib::Error::Write:
-      return "sending the request failed";
-    case httplib::Error::SSLConnection:
-    case httplib::Error::SSLServerVerification:
-      return "the TLS handshake failed (SOKETI_USE_TLS, certificates)";
-    default:
-      return "HTTP error: " + httplib::to_string(error);
-  }
-}
-
 // No answer, or an answer that says this node is in trouble: another node may do better.
 bool worth_another_address(const httplib::Result& result) {
   return !result || effective_status(*result) >= 500;
 }
 
 std::string failure_of(const httplib::Result& result) {
-  if (!result) return describe(result.error());
+  if (!result) return describe_http_error(result.error(), "Soketi");
   return fmt::format("HTTP {}: {}", effective_status(*result), body_excerpt(result->body));
 }
 
 PublishOutcome classify(const httplib::Result& result) {
-  PublishOutcome outcome;
-  if (!result) {
-    outcome.kind = PublishOutcome::Kind::kTimeout;
-    outcome.detail = describe(result.error());
-    return outcome;
-  }
-  outcome.http_status = effective_status(*result);
-  if (outcome.http_status >= 200 && outcome.http_status < 300) return outcome;
-  outcome.detail = body_excerpt(result->body);
-  if (outcome.http_status == 429) {
-    outcome.kind = PublishOutcome::Kind::kThrottled;
-    if (result->has_header("Retry-After")) {
-      outcome.retry_after = std::chrono::seconds(std::atoi(result->get_header_value("Retry-After").c_str()));
-    }
-  } else if (outcome.http_status >= 500) {
-    outcome.kind = PublishOutcome::Kind::kServerError;
-  } else {
-    outcome.kind = PublishOutcome::Kind::kRejected;
-  }
-  return outcome;
+  return classify_http_result(result, result ? effective_status(*result) : 0, "Soketi");
 }
 
 }  // namespace
