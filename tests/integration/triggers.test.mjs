@@ -230,7 +230,9 @@ describe('lean triggers: statement-level, set-based, one NOTIFY for many keys', 
     await db.query(`INSERT INTO ev VALUES (1, '2020-03-01'), (2, '2021-03-01')`);
     await db.query(`INSERT INTO ev_2021 VALUES (3, '2021-04-01')`);
     await db.query(`UPDATE ev SET day = '2021-05-01' WHERE id = 1`); // moves to another partition
-    for (const [key, action] of [['ev:1', 'insert'], ['ev:2', 'insert'], ['ev:3', 'insert'], ['ev:1', 'update']]) {
+    // ev:1's insert may merge into its update (coalescing: one pending entry per key, the
+    // newest wins), so only its final action is certain.
+    for (const [key, action] of [['ev:2', 'insert'], ['ev:3', 'insert'], ['ev:1', 'update']]) {
       const e = await sub.waitFor((x) => sub.events.indexOf(x) >= since && isLiveInvalidation(key)(x) && x.data.action === action, 10000);
       assert.equal(e.data.table, 'ev');
     }
