@@ -34,8 +34,9 @@ constexpr double kNotifyQueueAlert = 0.5;
 }  // namespace
 
 PgListener::PgListener(const Config& config, CoalescingQueue& queue, ChangeClock& clock,
-                       StampWriter& stamps, Metrics& metrics)
+                       StampWriter& stamps, Metrics& metrics, Leadership& leadership)
     : config_(config), queue_(queue), clock_(clock), stamps_(stamps), metrics_(metrics),
+      leadership_(leadership), lock_key_(lock_key_of(config.cursor_name)),
       stamper_(config.channel_template, clock, stamps) {}
 
 PgListener::~PgListener() { stop(); }
@@ -79,6 +80,17 @@ void PgListener::save_final_cursor(bool all_published) {
 }
 
 bool PgListener::ready(std::string* reason) const {
+  if (!leadership_.is_active()) {
+    if (!session_up_) {
+      *reason = "PostgreSQL connection is down (standby)";
+      return false;
+    }
+    if (steady_ms() - last_verified_ms_ > kReadyWindow.count()) {
+      *reason = "PostgreSQL connection has not answered for 15 s (standby)";
+      return false;
+    }
+    return true;
+  }
   if (!connected_) {
     *reason = "PostgreSQL LISTEN connection is down";
     return false;
@@ -100,6 +112,11 @@ void PgListener::run() {
   bool first = true;
   while (!stopping_) {
     Status status = connect_and_catch_up();
+    if (status && !leadership_.is_active()) {
+      // Shutting down as a standby (take_lock answered finish_receiving): wait for stop().
+      while (!stopping_) std::this_thread::sleep_for(milliseconds(50));
+      break;
+    }
     if (status) {
       if (!first) ++metrics_.pg_reconnects;
       first = false;
@@ -109,7 +126,9 @@ void PgListener::run() {
     connected_ = false;
     metrics_.listen_connected = 0;
     if (stopping_ && status) break;  // keep the connection and checkpoint for save_final_cursor()
+    if (leadership_.is_active()) leadership_.lost();
     conn_.reset();
+    session_up_ = false;
     checkpoint_.reset();
     if (stopping_) break;
     auto wait = backoff.next();
@@ -119,7 +138,12 @@ void PgListener::run() {
 }
 
 Status PgListener::connect_and_catch_up() {
-  if (auto s = pg_connect(config_.database_url, &conn_); !s) return s;
+  if (auto s = pg_connect(config_.database_url, &conn_, PgSession::kQueries, kClientLeaseOptions); !s) return s;
+  if (auto s = prepare_lease_session(conn_.get(), LeaseSession::kNotify); !s) return s;
+  session_up_ = true;
+  last_verified_ms_ = steady_ms();
+  bool taken = false;
+  if (auto s = take_lock(&taken); !s || !taken) return s;
   // libpq reads everything the kernel has buffered and keeps every notification in it in
   // memory; a small receive buffer leaves a backlog in PostgreSQL's queue instead.
   int receive_buffer = kReceiveBufferBytes;
@@ -167,6 +191,28 @@ Status PgListener::connect_and_catch_up() {
   connected_ = true;
   metrics_.listen_connected = 1;
   last_verified_ms_ = steady_ms();
+  return Status::ok();
+}
+
+Status PgListener::take_lock(bool* taken) {
+  constexpr milliseconds kLockPoll{1000};
+  while (!stopping_ && !finish_requested_) {
+    if (auto s = try_advisory_lock(conn_.get(), lock_key_, taken); !s) return s;
+    last_verified_ms_ = steady_ms();
+    if (*taken) {
+      leadership_.active();
+      return Status::ok();
+    }
+    leadership_.standby();
+    for (auto until = steady_clock::now() + kLockPoll;
+         !stopping_ && !finish_requested_ && steady_clock::now() < until;) {
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+  }
+  // Shutting down as a standby: nothing received, nothing to wait for.
+  std::lock_guard lock(finish_mutex_);
+  finish_answered_ = true;
+  finish_reached_.notify_all();
   return Status::ok();
 }
 

@@ -20,6 +20,11 @@
 // the stream; the server keeps the WAL for the slot (bounded by max_slot_wal_keep_size) and
 // the writers are not slowed. Status updates keep the connection alive meanwhile.
 //
+// Active/standby (leadership.h): the slot is the lock. While another bridge streams from it,
+// the source looks at pg_replication_slots every second on its query connection and reads,
+// creates, drops and confirms nothing; it stamps nothing either (the stamps' upkeep waits
+// until the stream has started).
+//
 // Which tables, keys and row data: cache_invalidation_table (written by
 // cache_invalidation_attach(..., 'wal')), re-read when the stream names a table it does not
 // know. Logical decoding messages with prefix "cache_invalidation"
@@ -42,6 +47,7 @@
 #include "change_stamper.h"
 #include "coalescing_queue.h"
 #include "config.h"
+#include "leadership.h"
 #include "metrics.h"
 #include "pg_connection.h"
 #include "pgoutput.h"
@@ -76,7 +82,7 @@ struct Queued {
 class WalSource : public ChangeSource {
  public:
   WalSource(const Config& config, CoalescingQueue& queue, ChangeClock& clock, StampWriter& stamps,
-            Metrics& metrics);
+            Metrics& metrics, Leadership& leadership);
   ~WalSource() override;  // stops and joins
   WalSource(const WalSource&) = delete;
   WalSource& operator=(const WalSource&) = delete;
@@ -94,11 +100,13 @@ class WalSource : public ChangeSource {
   using Queued = wal_source::Queued;
 
   void run();
-  Status connect();
+  // Streaming as the active bridge, or (*standby) another bridge streams from the slot.
+  Status connect(bool* standby);
+  Status start_as_active(bool* standby);  // REQUIRES: the slot's setup lock held on sql_
   Status prepare_stamps();
   Status ensure_slot();
   Status load_tables();
-  Status start_streaming();
+  Status start_streaming(bool* in_use);  // *in_use: another session streams from the slot
   Status stream_until_broken();
   Status read_available();
   Status handle_frame(std::string_view bytes);
@@ -117,6 +125,8 @@ class WalSource : public ChangeSource {
   ChangeClock& clock_;
   StampWriter& stamps_;
   Metrics& metrics_;
+  Leadership& leadership_;
+  const int64_t setup_lock_key_;  // lock_key_of("slot:" + slot): creating the slot, starting the stream
   ChangeStamper stamper_;  // used by the source's thread
   std::thread thread_;
   std::atomic<bool> stopping_{false};
@@ -125,6 +135,7 @@ class WalSource : public ChangeSource {
   std::condition_variable finish_reached_;
   bool finish_answered_ = false;  // protected by finish_mutex_
   std::atomic<bool> streaming_{false};
+  std::atomic<bool> session_up_{false};  // the query connection is up (active or standby)
   std::atomic<int64_t> last_heard_ms_{0};  // steady clock: the server's last message
   std::atomic<bool> paused_{false};  // not reading: enough changes wait for publishing
   mutable std::mutex reason_mutex_;
