@@ -22,6 +22,7 @@ namespace bridge {
 struct StatusSnapshot {
   std::string version;
   std::string source;  // "notify" or "wal"
+  std::string role;    // "active" or "standby" (leadership.h)
   int64_t now_ms = 0;
   int64_t started_ms = 0;
   bool ready = false;
@@ -56,7 +57,7 @@ struct StatusSnapshot {
   std::vector<RecentInvalidation> recent;  // newest first
 };
 
-// {"version","source","nowMs","startedMs","ready","readyReason","postgres":{...},"queue":{...},
+// {"version","source","role","nowMs","startedMs","ready","readyReason","postgres":{...},"queue":{...},
 //  "published":{...},"errors":{...,"lastProblem":null|{...}},"lag":{...},"recent":[...]}
 // (every field is listed in status_page.cc). Invalid UTF-8 in a string is shown escaped.
 std::string render_status_json(const StatusSnapshot& snapshot);
