@@ -41,6 +41,38 @@ Status try_advisory_lock(PGconn* conn, int64_t key, bool* acquired) {
   return Status::ok();
 }
 
+Status session_of(PGconn* conn, SessionId* id) {
+  PgResultPtr result;
+  if (auto s = pg_exec(conn, "SELECT pid, backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+                       &result);
+      !s) {
+    return s;
+  }
+  if (PQntuples(result.get()) != 1) return Status::error("pg_stat_activity does not show this session");
+  id->pid = std::atoi(PQgetvalue(result.get(), 0, 0));
+  id->started = PQgetvalue(result.get(), 0, 1);
+  return Status::ok();
+}
+
+Status lock_holder(PGconn* conn, int64_t key, std::optional<SessionId>* holder) {
+  PgResultPtr result;
+  // A bigint key is classid (high 32 bits) and objid (low 32 bits), objsubid 1.
+  if (auto s = pg_exec_params(conn,
+                              "SELECT l.pid, coalesce(a.backend_start::text, '') FROM pg_locks l "
+                              "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+                              "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                              "AND ((l.classid::bigint << 32) | l.objid::bigint) = $1::bigint LIMIT 1",
+                              {std::to_string(key)}, &result);
+      !s) {
+    return s;
+  }
+  holder->reset();
+  if (PQntuples(result.get()) == 1) {
+    *holder = SessionId{std::atoi(PQgetvalue(result.get(), 0, 0)), PQgetvalue(result.get(), 0, 1)};
+  }
+  return Status::ok();
+}
+
 std::optional<std::string> RoleLog::standby(int64_t now_ms) {
   last_seen_held_ms_ = now_ms;
   if (standby_) return std::nullopt;

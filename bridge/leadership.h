@@ -44,6 +44,17 @@
 // (pg_terminate_backend, a restart) within the standby's 1 s poll. Not covered: an active that
 // hangs with its connection up keeps the lock (nothing on the server can tell it from a busy one).
 //
+// The bridge's own abandoned session. A bridge that gives its lock session up (it stopped
+// answering within BRIDGE_PG_TIMEOUT_MS: a stopped or stuck backend, a half-open connection)
+// may find, on its next session, the lock still held by that old backend, which the server
+// ends only once it runs again or notices the client gone. No other bridge can hold the lock
+// meanwhile, so the notify source stays active on its new session ("borrowing": it knows the
+// old session by pid and backend_start), asks the server to end the old one
+// (pg_terminate_backend), and tries the lock every 200 ms; once the old session is gone it
+// holds the lock itself, or, should a standby have been quicker, steps down within those
+// 200 ms (the only case in which two bridges receive changes at once). The WAL source cannot
+// stream without the slot: it ends its old walsender and waits for the slot as a standby.
+//
 // Thread-safe: the change source reports, every thread may read.
 #pragma once
 
@@ -77,6 +88,18 @@ enum class LeaseSession { kNotify, kReplication };
 
 // pg_try_advisory_lock(key) on `conn`: *acquired tells whether this session holds it now.
 [[nodiscard]] Status try_advisory_lock(PGconn* conn, int64_t key, bool* acquired);
+
+// A backend, told apart from a later one with the same pid by its start.
+struct SessionId {
+  int pid = 0;
+  std::string started;  // pg_stat_activity.backend_start as text
+  bool operator==(const SessionId&) const = default;
+};
+// The session of `conn`.
+[[nodiscard]] Status session_of(PGconn* conn, SessionId* id);
+// The session that holds advisory lock `key` (nullopt: none; started is empty for a session
+// of another role, whose backend_start is hidden).
+[[nodiscard]] Status lock_holder(PGconn* conn, int64_t key, std::optional<SessionId>* holder);
 
 // The log lines of the role changes, once per change. Pure: the caller passes the time.
 class RoleLog {

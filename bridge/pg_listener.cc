@@ -126,7 +126,13 @@ void PgListener::run() {
     connected_ = false;
     metrics_.listen_connected = 0;
     if (stopping_ && status) break;  // keep the connection and checkpoint for save_final_cursor()
-    if (leadership_.is_active()) leadership_.lost();
+    if (leadership_.is_active()) {
+      leadership_.lost();
+      // Its backend may live on (stopped, or the server not yet aware) and keep the lock.
+      if (abandoned_.size() >= 8) abandoned_.erase(abandoned_.begin());
+      abandoned_.push_back(session_);
+    }
+    borrowing_ = false;
     conn_.reset();
     session_up_ = false;
     checkpoint_.reset();
@@ -140,6 +146,7 @@ void PgListener::run() {
 Status PgListener::connect_and_catch_up() {
   if (auto s = pg_connect(config_.database_url, &conn_, PgSession::kQueries, kClientLeaseOptions); !s) return s;
   if (auto s = prepare_lease_session(conn_.get(), LeaseSession::kNotify); !s) return s;
+  if (auto s = session_of(conn_.get(), &session_); !s) return s;
   session_up_ = true;
   last_verified_ms_ = steady_ms();
   bool taken = false;
@@ -200,7 +207,24 @@ Status PgListener::take_lock(bool* taken) {
     if (auto s = try_advisory_lock(conn_.get(), lock_key_, taken); !s) return s;
     last_verified_ms_ = steady_ms();
     if (*taken) {
+      abandoned_.clear();  // whatever they were, none holds the lock
       leadership_.active();
+      return Status::ok();
+    }
+    std::optional<SessionId> holder;
+    if (auto s = lock_holder(conn_.get(), lock_key_, &holder); !s) return s;
+    if (abandoned(holder)) {
+      log::warn("PostgreSQL: the lock of {} is still held by this bridge's previous session (backend {}, "
+                "given up): active on the new session meanwhile; asking the server to end the old one",
+                leadership_.subject(), holder->pid);
+      if (auto s = pg_exec_params(conn_.get(), "SELECT pg_terminate_backend($1::int)", {std::to_string(holder->pid)});
+          !s) {
+        log::warn("cannot end backend {}: {}", holder->pid, s.message());
+      }
+      borrowing_ = true;
+      next_borrow_check_ = steady_clock::now();
+      leadership_.active();
+      *taken = true;
       return Status::ok();
     }
     leadership_.standby();
@@ -214,6 +238,30 @@ Status PgListener::take_lock(bool* taken) {
   finish_answered_ = true;
   finish_reached_.notify_all();
   return Status::ok();
+}
+
+bool PgListener::abandoned(const std::optional<SessionId>& holder) const {
+  return holder && !holder->started.empty() &&
+         std::find(abandoned_.begin(), abandoned_.end(), *holder) != abandoned_.end();
+}
+
+Status PgListener::check_borrowed_lock() {
+  constexpr milliseconds kBorrowCheck{200};
+  next_borrow_check_ = steady_clock::now() + kBorrowCheck;
+  bool taken = false;
+  if (auto s = try_advisory_lock(conn_.get(), lock_key_, &taken); !s) return s;
+  if (taken) {
+    borrowing_ = false;
+    abandoned_.clear();
+    log::info("active: holding {} again (the previous session is gone)", leadership_.subject());
+    return Status::ok();
+  }
+  std::optional<SessionId> holder;
+  if (auto s = lock_holder(conn_.get(), lock_key_, &holder); !s) return s;
+  // Nobody: the old session just ended, the next try takes it.
+  if (!holder || abandoned(holder)) return Status::ok();
+  return Status::error(fmt::format("another bridge took {} over from this bridge's previous session",
+                                   leadership_.subject()));
 }
 
 Status PgListener::prepare_stamps(store::Cursor* cursor) {
@@ -259,6 +307,9 @@ Status PgListener::receive_until_broken() {
     }
     if (auto s = drain_backlog(); !s) return s;
     auto now = steady_clock::now();
+    if (borrowing_ && now >= next_borrow_check_) {
+      if (auto s = check_borrowed_lock(); !s) return s;
+    }
     if (finish_requested_ && !final_barrier_sent_) {
       if (auto s = send_final_barrier(); !s) return s;
     }

@@ -19,7 +19,8 @@
 //
 // Active/standby (leadership.h): before it LISTENs, the session takes the advisory lock of the
 // cursor name; while another bridge holds it, the session only polls it (every second) and
-// LISTENs on nothing, and the cursor, the log and the stamps are left alone.
+// LISTENs on nothing, and the cursor, the log and the stamps are left alone. A lock still held
+// by this bridge's own abandoned session is borrowed (leadership.h).
 //
 // It never stops reading: PostgreSQL's notification queue is shared by every session, and once
 // full, every NOTIFYing COMMIT of the user's writers fails. When the coalescing queue is full
@@ -35,6 +36,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "change_clock.h"
 #include "change_source.h"
@@ -94,6 +96,10 @@ class PgListener : public ChangeSource {
   // Standby until the cursor's lock is taken on conn_ (*taken), or finish_receiving() or
   // stop() was called (not taken).
   Status take_lock(bool* taken);
+  // While borrowing: the lock once the old session is gone, or an error once another bridge
+  // holds it.
+  Status check_borrowed_lock();
+  bool abandoned(const std::optional<SessionId>& holder) const;
   Status prepare_stamps(store::Cursor* cursor);  // REQUIRES: connected, the cursor loaded
   Status receive_until_broken();
   void handle_notification(const PGnotify& notify);
@@ -128,6 +134,10 @@ class PgListener : public ChangeSource {
 
   // Owned by the listener thread (and by save_final_cursor() once it is joined).
   PgConnPtr conn_;
+  SessionId session_;                // conn_'s backend
+  std::vector<SessionId> abandoned_;  // lock sessions given up that may live on (newest last)
+  bool borrowing_ = false;            // active while an abandoned session holds the lock
+  std::chrono::steady_clock::time_point next_borrow_check_{};
   std::string marker_channel_;  // cache_bridge_barrier_<backend pid>
   uint64_t markers_sent_ = 0;
   bool final_barrier_sent_ = false;
