@@ -41,18 +41,19 @@ Status try_advisory_lock(PGconn* conn, int64_t key, bool* acquired) {
   return Status::ok();
 }
 
-Status session_of(PGconn* conn, SessionId* id) {
+Status session_by_pid(PGconn* conn, int pid, SessionId* id) {
   PgResultPtr result;
-  if (auto s = pg_exec(conn, "SELECT pid, backend_start::text FROM pg_stat_activity WHERE pid = pg_backend_pid()",
-                       &result);
+  if (auto s = pg_exec_params(conn, "SELECT backend_start::text FROM pg_stat_activity WHERE pid = $1::int",
+                              {std::to_string(pid)}, &result);
       !s) {
     return s;
   }
-  if (PQntuples(result.get()) != 1) return Status::error("pg_stat_activity does not show this session");
-  id->pid = std::atoi(PQgetvalue(result.get(), 0, 0));
-  id->started = PQgetvalue(result.get(), 0, 1);
+  if (PQntuples(result.get()) != 1) return Status::error(fmt::format("pg_stat_activity does not show backend {}", pid));
+  *id = SessionId{pid, PQgetvalue(result.get(), 0, 0)};
   return Status::ok();
 }
+
+Status session_of(PGconn* conn, SessionId* id) { return session_by_pid(conn, PQbackendPID(conn), id); }
 
 Status lock_holder(PGconn* conn, int64_t key, std::optional<SessionId>* holder) {
   PgResultPtr result;

@@ -95,8 +95,9 @@ struct SessionId {
   std::string started;  // pg_stat_activity.backend_start as text
   bool operator==(const SessionId&) const = default;
 };
-// The session of `conn`.
+// The session of `conn`; session_by_pid: the backend `pid`, looked up on `conn`.
 [[nodiscard]] Status session_of(PGconn* conn, SessionId* id);
+[[nodiscard]] Status session_by_pid(PGconn* conn, int pid, SessionId* id);
 // The session that holds advisory lock `key` (nullopt: none; started is empty for a session
 // of another role, whose backend_start is hidden).
 [[nodiscard]] Status lock_holder(PGconn* conn, int64_t key, std::optional<SessionId>* holder);

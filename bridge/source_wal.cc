@@ -171,7 +171,12 @@ void WalSource::run() {
       status = stream_until_broken();
     }
     if (stopping_ && status) break;  // keep the stream for save_final_cursor()
-    if (leadership_.is_active()) leadership_.lost();
+    if (leadership_.is_active()) {
+      leadership_.lost();
+      // Its walsender may live on (stopped, or the server not yet aware) and keep the slot.
+      if (abandoned_.size() >= 8) abandoned_.erase(abandoned_.begin());
+      abandoned_.push_back(walsender_);
+    }
     streaming_ = false;
     session_up_ = false;
     metrics_.listen_connected = 0;
@@ -208,13 +213,34 @@ Status WalSource::connect(bool* standby) {
   }
   // The slot is the lock: in use, another bridge streams from it.
   PgResultPtr slot;
-  if (auto s = pg_exec_params(sql_.get(), "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+  if (auto s = pg_exec_params(sql_.get(),
+                              "SELECT s.active, coalesce(s.active_pid, 0), coalesce(a.backend_start::text, '') "
+                              "FROM pg_replication_slots s LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid "
+                              "WHERE s.slot_name = $1",
                               {config_.slot_name}, &slot);
       !s) {
     return s;
   }
   last_heard_ms_ = steady_ms();
   bool in_use = PQntuples(slot.get()) == 1 && PQgetvalue(slot.get(), 0, 0)[0] == 't';
+  if (in_use) {
+    SessionId holder{std::atoi(PQgetvalue(slot.get(), 0, 1)), PQgetvalue(slot.get(), 0, 2)};
+    if (abandoned(holder)) {
+      // Not another bridge: this one's own stream, given up. The slot is free once it ends.
+      if (terminated_pid_ != holder.pid) {
+        terminated_pid_ = holder.pid;
+        log::warn("PostgreSQL replication: slot {} is still held by this bridge's previous stream (walsender {}, "
+                  "given up): asking the server to end it; streaming again once the slot is free",
+                  config_.slot_name, holder.pid);
+        if (auto s = pg_exec_params(sql_.get(), "SELECT pg_terminate_backend($1::int)", {std::to_string(holder.pid)});
+            !s) {
+          log::warn("cannot end walsender {}: {}", holder.pid, s.message());
+        }
+      }
+      *standby = true;
+      return Status::ok();
+    }
+  }
   // Creating (or re-creating) the slot and starting the stream, one bridge at a time.
   bool setting_up = false;
   if (!in_use) {
@@ -259,6 +285,8 @@ Status WalSource::start_as_active(bool* standby) {
     *standby = in_use;  // a bridge of a version without the setup lock got there first
     return s;
   }
+  abandoned_.clear();  // whatever they were, none holds the slot now
+  if (auto s = session_by_pid(sql_.get(), PQbackendPID(stream_.get()), &walsender_); !s) return s;
   leadership_.active();
   // Only now: the stamps (and their routing) are the active bridge's to keep.
   if (auto s = prepare_stamps(); !s) return s;
@@ -279,6 +307,11 @@ Status WalSource::start_as_active(bool* standby) {
   log::info("PostgreSQL: streaming changes from replication slot {} (publication {}) at {}",
             config_.slot_name, config_.publication, pg_describe(sql_.get()));
   return Status::ok();
+}
+
+bool WalSource::abandoned(const SessionId& walsender) const {
+  return !walsender.started.empty() &&
+         std::find(abandoned_.begin(), abandoned_.end(), walsender) != abandoned_.end();
 }
 
 Status WalSource::prepare_stamps() {

@@ -23,7 +23,9 @@
 // Active/standby (leadership.h): the slot is the lock. While another bridge streams from it,
 // the source looks at pg_replication_slots every second on its query connection and reads,
 // creates, drops and confirms nothing; it stamps nothing either (the stamps' upkeep waits
-// until the stream has started).
+// until the stream has started). A slot still held by this bridge's own abandoned stream (its
+// walsender stopped, or not yet aware the client is gone) is waited for the same way, after
+// asking the server to end that walsender.
 //
 // Which tables, keys and row data: cache_invalidation_table (written by
 // cache_invalidation_attach(..., 'wal')), re-read when the stream names a table it does not
@@ -107,6 +109,7 @@ class WalSource : public ChangeSource {
   Status ensure_slot();
   Status load_tables();
   Status start_streaming(bool* in_use);  // *in_use: another session streams from the slot
+  bool abandoned(const SessionId& walsender) const;
   Status stream_until_broken();
   Status read_available();
   Status handle_frame(std::string_view bytes);
@@ -144,6 +147,9 @@ class WalSource : public ChangeSource {
   // Owned by the source's thread (and by save_final_cursor() once it is joined).
   PgConnPtr sql_;     // queries: tables, visibility, slot state
   PgConnPtr stream_;  // replication=database, streaming
+  SessionId walsender_;                // stream_'s backend
+  std::vector<SessionId> abandoned_;    // streams given up whose walsender may live on (newest last)
+  int terminated_pid_ = 0;              // the last of them asked to end
   std::unordered_map<uint32_t, pgoutput::Relation> relations_;
   std::unordered_map<uint32_t, WalTable> tables_;  // attached tables by relation id
   int64_t tables_loaded_ms_ = 0;

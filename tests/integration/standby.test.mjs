@@ -308,6 +308,41 @@ describe('standby: bridges sharing a cursor, one active', () => {
     assert.ok(longest < OVERLAP_BOUND_MS, `both published for at most ${longest} ms in a row`);
   });
 
+  test('the active one\'s backend stops (SIGSTOP): it stays active on a new session (its old one holds the lock), the standby keeps waiting; once the old session ends, one holds the lock; nothing lost',
+    { skip: source !== 'notify' && 'notify source only: the wal source cannot stream without the slot (hardening.test.mjs)' },
+    async (t) => {
+      const { a, b } = await pair(t, { aOverrides: { BRIDGE_PG_TIMEOUT_MS: 2000 } });
+      const sub = await subscribe(t);
+      await sleep(500);
+      const key = lockKeyOf('default').toString();
+      const holderOf = async () => (await db.query(
+        `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+            AND ((classid::bigint << 32) | objid::bigint) = $1::bigint`, [key])).rows[0]?.pid;
+      const w = writer(50);
+      await sleep(1000);
+      const pid = await holderOf();
+      process.kill(pid, 'SIGSTOP');
+      t.after(() => { try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ } });
+      await a.waitForLine(/still held by this bridge's previous session/, 15000);
+      await sleep(2000);
+      const [la, lb] = await Promise.all([look(a), look(b)]);
+      assert.equal(la.role, 'active', 'active on its new session');
+      assert.equal(lb.role, 'standby', 'the standby cannot take a lock the stopped session holds');
+      process.kill(pid, 'SIGCONT'); // it runs, finds itself terminated, and lets the lock go
+      await waitUntil(async () => { const now = await holderOf(); return now !== undefined && now !== pid; }, 10000,
+        { message: 'the lock held by a live session' });
+      await waitUntil(async () => (await Promise.all([look(a), look(b)])).filter((x) => x.role === 'active').length === 1,
+        5000, { message: 'one active' });
+      await sleep(1500);
+      await w.stop();
+      const { missing, duplicates } = await delivered(sub, w.ids);
+      const roles = (await Promise.all([look(a), look(b)])).map((x) => x.role);
+      t.diagnostic(`after the stopped session ended: a ${roles[0]}, b ${roles[1]}; ${w.ids.length} changes, ` +
+        `${duplicates} duplicate(s), ${missing.length} missing`);
+      assert.deepEqual(missing, [], 'every committed change delivered');
+      assert.equal(roles.filter((r) => r === 'active').length, 1, 'one active');
+    });
+
   test('a webhook sent to the standby is acted on: its replay reaches a new subscriber', async (t) => {
     // Neither bridge on the stack's webhook port: Soketi's own webhooks reach nobody, so a replay
     // can only come from the webhook posted to the standby.
