@@ -125,7 +125,7 @@ class RoleLog {
 
 class Leadership {
  public:
-  // `subject` names what is held in the log lines ("cursor default", "slot cache_bridge").
+  // `subject` names what is held in the log lines ("cursor default", "replication slot cache_bridge").
   Leadership(std::string subject, Metrics& metrics);
   Leadership(const Leadership&) = delete;
   Leadership& operator=(const Leadership&) = delete;

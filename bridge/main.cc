@@ -128,7 +128,7 @@ int main(int argc, char** argv) {
   }
   Publisher publisher(std::move(sinks), queue, config.publish_concurrency, config.publish_linger);
   // One bridge of a cursor (wal: of a slot) publishes changes; the others wait (leadership.h).
-  Leadership leadership(config.source == Config::Source::kWal ? fmt::format("slot {}", config.slot_name)
+  Leadership leadership(config.source == Config::Source::kWal ? fmt::format("replication slot {}", config.slot_name)
                                                                : fmt::format("cursor {}", config.cursor_name),
                         metrics);
   std::unique_ptr<ChangeSource> source;

@@ -82,11 +82,11 @@ void PgListener::save_final_cursor(bool all_published) {
 bool PgListener::ready(std::string* reason) const {
   if (!leadership_.is_active()) {
     if (!session_up_) {
-      *reason = "PostgreSQL connection is down (standby)";
+      *reason = fmt::format("PostgreSQL connection is down (standby for {})", leadership_.subject());
       return false;
     }
     if (steady_ms() - last_verified_ms_ > kReadyWindow.count()) {
-      *reason = "PostgreSQL connection has not answered for 15 s (standby)";
+      *reason = fmt::format("PostgreSQL connection has not answered for 15 s (standby for {})", leadership_.subject());
       return false;
     }
     return true;
@@ -128,6 +128,7 @@ void PgListener::run() {
     if (stopping_ && status) break;  // keep the connection and checkpoint for save_final_cursor()
     if (leadership_.is_active()) {
       leadership_.lost();
+      metrics_.cursor_pending_since_us = 0;  // the next active one's lag now
       // Its backend may live on (stopped, or the server not yet aware) and keep the lock.
       if (abandoned_.size() >= 8) abandoned_.erase(abandoned_.begin());
       abandoned_.push_back(session_);

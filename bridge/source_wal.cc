@@ -115,11 +115,11 @@ void WalSource::save_final_cursor(bool all_published) {
 bool WalSource::ready(std::string* reason) const {
   if (!leadership_.is_active()) {
     if (!session_up_) {
-      *reason = "PostgreSQL connection is down (standby)";
+      *reason = fmt::format("PostgreSQL connection is down (standby for {})", leadership_.subject());
       return false;
     }
     if (steady_ms() - last_heard_ms_ > kReadyWindowMs) {
-      *reason = "PostgreSQL connection has not answered for 15 s (standby)";
+      *reason = fmt::format("PostgreSQL connection has not answered for 15 s (standby for {})", leadership_.subject());
       return false;
     }
     return true;
@@ -173,6 +173,8 @@ void WalSource::run() {
     if (stopping_ && status) break;  // keep the stream for save_final_cursor()
     if (leadership_.is_active()) {
       leadership_.lost();
+      metrics_.wal_lag_bytes = 0;  // the next active one's lag now
+      metrics_.wal_lag_seconds = 0;
       // Its walsender may live on (stopped, or the server not yet aware) and keep the slot.
       if (abandoned_.size() >= 8) abandoned_.erase(abandoned_.begin());
       abandoned_.push_back(walsender_);

@@ -96,7 +96,7 @@ describe('standby: bridges sharing a cursor, one active', () => {
     await waitUntil(async () => (await look(a)).role === 'active', 10000, { message: 'the first bridge active' });
     const b = await stack.startBridge(await stack.ownPorts());
     t.after(() => b.stop());
-    await b.waitForLine(/standby: another bridge holds (cursor default|slot \S+); waiting/, 10000);
+    await b.waitForLine(/standby: another bridge holds (cursor default|replication slot \S+); waiting/, 10000);
     return { a, b };
   }
   async function subscribe(t) {
@@ -151,7 +151,7 @@ describe('standby: bridges sharing a cursor, one active', () => {
     assert.equal(la.ready, 200);
     assert.equal(la.readyText, 'ready: active');
     assert.equal(lb.ready, 200, `a standby is ready (it serves webhooks): ${lb.readyText}`);
-    assert.match(lb.readyText, /^ready: standby \(another bridge holds (cursor default|slot \S+)\)$/);
+    assert.match(lb.readyText, /^ready: standby \(another bridge holds (cursor default|replication slot \S+)\)$/);
     const status = JSON.parse((await http(`${b.opsUrl}/status.json`)).text);
     assert.equal(status.role, 'standby');
 
@@ -241,7 +241,7 @@ describe('standby: bridges sharing a cursor, one active', () => {
     const lb = await look(b);
     assert.equal(lb.readyText, 'ready: active');
     assert.equal(lb.role, 'active');
-    assert.ok(b.lines.some((l) => /active: took over (cursor default|slot \S+) after \d+ ms in standby/.test(l.text)),
+    assert.ok(b.lines.some((l) => /active: took over (cursor default|replication slot \S+) after \d+ ms in standby/.test(l.text)),
       'the survivor logs the takeover');
   });
 
