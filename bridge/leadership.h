@@ -102,7 +102,8 @@ struct SessionId {
 // of another role, whose backend_start is hidden).
 [[nodiscard]] Status lock_holder(PGconn* conn, int64_t key, std::optional<SessionId>* holder);
 
-// The log lines of the role changes, once per change. Pure: the caller passes the time.
+// The log lines of the role changes, once per change. Pure: the caller passes the time (not
+// thread-safe: Leadership holds it under its mutex).
 class RoleLog {
  public:
   explicit RoleLog(std::string subject) : subject_(std::move(subject)) {}  // "cursor default"
