@@ -241,6 +241,7 @@ describe('standby: bridges sharing a cursor, one active', () => {
     const lb = await look(b);
     assert.equal(lb.readyText, 'ready: active');
     assert.equal(lb.role, 'active');
+    t.diagnostic(`the survivor's role lines:\n${b.lines.filter((l) => /(standby|active): /.test(l.text)).map((l) => l.text).join('\n')}`);
     assert.ok(b.lines.some((l) => /active: took over (cursor default|replication slot \S+) after \d+ ms in standby/.test(l.text)),
       'the survivor logs the takeover');
   });
