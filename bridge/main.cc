@@ -11,6 +11,7 @@
 #include "config.h"
 #include "env_file.h"
 #include "http_server.h"
+#include "leadership.h"
 #include "log.h"
 #include "metrics.h"
 #include "ops_server.h"
@@ -127,16 +128,20 @@ int main(int argc, char** argv) {
               http_sink->display_url(), config.http_sink_max_batch);
   }
   Publisher publisher(std::move(sinks), queue, config.publish_concurrency, config.publish_linger);
+  // One bridge of a cursor (wal: of a slot) publishes changes; the others wait (leadership.h).
+  Leadership leadership(config.source == Config::Source::kWal ? fmt::format("replication slot {}", config.slot_name)
+                                                               : fmt::format("cursor {}", config.cursor_name),
+                        metrics);
   std::unique_ptr<ChangeSource> source;
   if (config.source == Config::Source::kWal) {
-    source = std::make_unique<WalSource>(config, queue, clock, stamps, metrics);
+    source = std::make_unique<WalSource>(config, queue, clock, stamps, metrics, leadership);
   } else {
-    source = std::make_unique<PgListener>(config, queue, clock, stamps, metrics);
+    source = std::make_unique<PgListener>(config, queue, clock, stamps, metrics, leadership);
   }
   Replayer replayer(config, queue, stamps, metrics);
   SnapshotService snapshots(config, stamps, metrics);
   HttpServer http(config, metrics, replayer, snapshots);
-  OpsServer ops(config, metrics, queue, *source, CACHE_BRIDGE_VERSION);
+  OpsServer ops(config, metrics, queue, *source, leadership, CACHE_BRIDGE_VERSION);
 
   for (Status s : {http.start(), ops.start()}) {
     if (!s) {

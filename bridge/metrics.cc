@@ -134,6 +134,12 @@ std::string Metrics::render(const std::string& version) const {
                      "cache_bridge_cursor_lag_seconds {}\n",
                      cursor_lag_seconds.load());
   gauge("ready", "1 while GET /readyz answers 200 (the change source and Soketi ready).", ready);
+  out += fmt::format("# HELP cache_bridge_role This bridge's role among the bridges of its cursor (wal: its "
+                     "slot): active publishes changes, a standby waits (and serves webhooks and snapshots).\n"
+                     "# TYPE cache_bridge_role gauge\n"
+                     "cache_bridge_role{{role=\"active\"}} {}\ncache_bridge_role{{role=\"standby\"}} {}\n",
+                     role_active.load(), 1 - role_active.load());
+  counter("takeovers_total", "Times this bridge became active after waiting as a standby.", takeovers);
   out += soketi.lag.render("cache_bridge_commit_to_publish_seconds",
                            "From a change's stamp (its receipt, after the commit) to Soketi accepting it; "
                            "live changes only, not replays.");

@@ -84,6 +84,9 @@ struct Metrics {
   std::atomic<int64_t> cursor_pending_since_us{0};
   std::atomic<double> cursor_lag_seconds{0};
   std::atomic<int> ready{0};  // what /readyz answers (1: 200), set per scrape
+  // Leadership among the bridges of one cursor (or slot): 1 while this one publishes changes.
+  std::atomic<int> role_active{0};
+  std::atomic<uint64_t> takeovers{0};  // became active after a standby period
 
   std::string render(const std::string& version) const;
 };

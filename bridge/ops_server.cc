@@ -22,11 +22,12 @@ constexpr std::chrono::milliseconds kProbeTimeout{700};
 }  // namespace
 
 OpsServer::OpsServer(const Config& config, Metrics& metrics, const CoalescingQueue& queue,
-                     const ChangeSource& source, std::string version)
+                     const ChangeSource& source, const Leadership& leadership, std::string version)
     : config_(config),
       metrics_(metrics),
       queue_(queue),
       source_(source),
+      leadership_(leadership),
       version_(std::move(version)),
       started_ms_(epoch_ms()),
       server_(make_http_server(kWorkers)) {}
@@ -45,7 +46,7 @@ Status OpsServer::start() {
       response.set_content(reason + "\n", "text/plain");
       return;
     }
-    response.set_content("ready\n", "text/plain");
+    response.set_content("ready: " + leadership_.describe() + "\n", "text/plain");
   });
 
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
@@ -125,6 +126,7 @@ std::string OpsServer::status_json() {
   StatusSnapshot s;
   s.version = version_;
   s.source = config_.source == Config::Source::kWal ? "wal" : "notify";
+  s.role = leadership_.is_active() ? "active" : "standby";
   s.now_ms = epoch_ms();
   s.started_ms = started_ms_;
   s.ready = ready(&s.ready_reason);

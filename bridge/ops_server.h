@@ -1,7 +1,12 @@
 // OpsServer: what operators reach, apart from what Soketi and browsers reach (HttpServer), on
 // BRIDGE_OPS_LISTEN (127.0.0.1:3002 by default; never exposed by the deploy files).
 //   GET /healthz   the process is alive.
-//   GET /readyz    the change source connected and recently verified, Soketi accepts our credentials.
+//   GET /readyz    the change source connected and recently verified, Soketi accepts our credentials;
+//                  the body says the role: "ready: active" or "ready: standby (...)". A standby
+//                  is ready (200): it serves webhooks and snapshots like the active one, so it
+//                  belongs behind the same Service; not ready means it cannot do that (its
+//                  PostgreSQL session is down or Soketi refuses it). Which one is active is
+//                  /metrics' cache_bridge_role (and the log).
 //   GET /metrics   Prometheus text format.
 //   GET /status    one HTML page for a person (status_page.h), polling
 //   GET /status.json  the same state as JSON: readiness, queue, lag, errors, recent invalidations.
@@ -20,6 +25,7 @@
 #include "config.h"
 #include "metrics.h"
 #include "change_source.h"
+#include "leadership.h"
 #include "status.h"
 
 namespace httplib {
@@ -31,7 +37,7 @@ namespace bridge {
 class OpsServer {
  public:
   OpsServer(const Config& config, Metrics& metrics, const CoalescingQueue& queue,
-            const ChangeSource& source, std::string version);
+            const ChangeSource& source, const Leadership& leadership, std::string version);
   ~OpsServer();  // stops and joins
   OpsServer(const OpsServer&) = delete;
   OpsServer& operator=(const OpsServer&) = delete;
@@ -50,6 +56,7 @@ class OpsServer {
   Metrics& metrics_;
   const CoalescingQueue& queue_;
   const ChangeSource& source_;
+  const Leadership& leadership_;
   const std::string version_;
   const int64_t started_ms_;  // epoch
   std::unique_ptr<httplib::Server> server_;

@@ -13,18 +13,28 @@ namespace {
 std::chrono::milliseconds g_answer_deadline{35000};  // set once at startup
 }  // namespace
 
-Status pg_connect(const std::string& database_url, PgConnPtr* conn, PgSession session) {
+Status pg_connect(const std::string& database_url, PgConnPtr* conn, PgSession session,
+                  std::initializer_list<PgOption> overrides) {
   // Later entries override earlier ones, so the URL's own settings win over these defaults
-  // (but a replication session is one whatever the URL says).
+  // (but a replication session is one whatever the URL says, and `overrides` win too).
   // A dead peer is noticed within ~25 s: keepalives (10 s idle, 3 probes 5 s apart) while
   // idle, tcp_user_timeout while data waits unacknowledged.
   const bool replication = session == PgSession::kReplication;
-  const char* keywords[] = {"application_name", "connect_timeout",  "keepalives_idle",
-                            "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                            "dbname",           replication ? "replication" : nullptr, nullptr};
-  const char* values[] = {"cache-bridge", "10", "10", "5", "3", "25000", database_url.c_str(),
-                          replication ? "database" : nullptr, nullptr};
-  conn->reset(PQconnectdbParams(keywords, values, /*expand_dbname=*/1));
+  std::vector<const char*> keywords = {"application_name", "connect_timeout",  "keepalives_idle",
+                                       "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                                       "dbname"};
+  std::vector<const char*> values = {"cache-bridge", "10", "10", "5", "3", "25000", database_url.c_str()};
+  if (replication) {
+    keywords.push_back("replication");
+    values.push_back("database");
+  }
+  for (const PgOption& option : overrides) {
+    keywords.push_back(option.keyword);
+    values.push_back(option.value);
+  }
+  keywords.push_back(nullptr);
+  values.push_back(nullptr);
+  conn->reset(PQconnectdbParams(keywords.data(), values.data(), /*expand_dbname=*/1));
   if (!*conn) return Status::error("out of memory creating a PostgreSQL connection");
   if (PQstatus(conn->get()) != CONNECTION_OK) {
     std::string message = pg_error(conn->get());

@@ -29,11 +29,19 @@ enum class PgSession {
   kReplication,  // replication=database: logical replication commands (and simple queries)
 };
 
+// A libpq connection keyword and its value.
+struct PgOption {
+  const char* keyword;
+  const char* value;
+};
+
 // Connects with application_name=cache-bridge, a 10 s connect timeout, TCP keepalives and a
 // TCP user timeout, unless the connection string says otherwise, then sets kSessionDeadlines
-// (a replication session: no statement_timeout). On failure *conn is null.
+// (a replication session: no statement_timeout). `overrides` win over the connection string
+// (leadership.h: the lock session's dead-peer detection is the bridge's own). On failure
+// *conn is null.
 Status pg_connect(const std::string& database_url, PgConnPtr* conn,
-                  PgSession session = PgSession::kQueries);
+                  PgSession session = PgSession::kQueries, std::initializer_list<PgOption> overrides = {});
 
 // "host:port/dbname": where a connection goes, without user or password.
 std::string pg_describe(PGconn* conn);

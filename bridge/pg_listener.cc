@@ -34,8 +34,9 @@ constexpr double kNotifyQueueAlert = 0.5;
 }  // namespace
 
 PgListener::PgListener(const Config& config, CoalescingQueue& queue, ChangeClock& clock,
-                       StampWriter& stamps, Metrics& metrics)
+                       StampWriter& stamps, Metrics& metrics, Leadership& leadership)
     : config_(config), queue_(queue), clock_(clock), stamps_(stamps), metrics_(metrics),
+      leadership_(leadership), lock_key_(lock_key_of(config.cursor_name)),
       stamper_(config.channel_template, clock, stamps) {}
 
 PgListener::~PgListener() { stop(); }
@@ -79,6 +80,17 @@ void PgListener::save_final_cursor(bool all_published) {
 }
 
 bool PgListener::ready(std::string* reason) const {
+  if (!leadership_.is_active()) {
+    if (!session_up_) {
+      *reason = fmt::format("PostgreSQL connection is down (standby for {})", leadership_.subject());
+      return false;
+    }
+    if (steady_ms() - last_verified_ms_ > kReadyWindow.count()) {
+      *reason = fmt::format("PostgreSQL connection has not answered for 15 s (standby for {})", leadership_.subject());
+      return false;
+    }
+    return true;
+  }
   if (!connected_) {
     *reason = "PostgreSQL LISTEN connection is down";
     return false;
@@ -100,6 +112,11 @@ void PgListener::run() {
   bool first = true;
   while (!stopping_) {
     Status status = connect_and_catch_up();
+    if (status && !leadership_.is_active()) {
+      // Shutting down as a standby (take_lock answered finish_receiving): wait for stop().
+      while (!stopping_) std::this_thread::sleep_for(milliseconds(50));
+      break;
+    }
     if (status) {
       if (!first) ++metrics_.pg_reconnects;
       first = false;
@@ -109,7 +126,16 @@ void PgListener::run() {
     connected_ = false;
     metrics_.listen_connected = 0;
     if (stopping_ && status) break;  // keep the connection and checkpoint for save_final_cursor()
+    if (leadership_.is_active()) {
+      leadership_.lost();
+      metrics_.cursor_pending_since_us = 0;  // the next active one's lag now
+      // Its backend may live on (stopped, or the server not yet aware) and keep the lock.
+      if (abandoned_.size() >= 8) abandoned_.erase(abandoned_.begin());
+      abandoned_.push_back(session_);
+    }
+    borrowing_ = false;
     conn_.reset();
+    session_up_ = false;
     checkpoint_.reset();
     if (stopping_) break;
     auto wait = backoff.next();
@@ -119,7 +145,13 @@ void PgListener::run() {
 }
 
 Status PgListener::connect_and_catch_up() {
-  if (auto s = pg_connect(config_.database_url, &conn_); !s) return s;
+  if (auto s = pg_connect(config_.database_url, &conn_, PgSession::kQueries, kClientLeaseOptions); !s) return s;
+  if (auto s = prepare_lease_session(conn_.get(), LeaseSession::kNotify); !s) return s;
+  if (auto s = session_of(conn_.get(), &session_); !s) return s;
+  session_up_ = true;
+  last_verified_ms_ = steady_ms();
+  bool taken = false;
+  if (auto s = take_lock(&taken); !s || !taken) return s;
   // libpq reads everything the kernel has buffered and keeps every notification in it in
   // memory; a small receive buffer leaves a backlog in PostgreSQL's queue instead.
   int receive_buffer = kReceiveBufferBytes;
@@ -170,6 +202,69 @@ Status PgListener::connect_and_catch_up() {
   return Status::ok();
 }
 
+Status PgListener::take_lock(bool* taken) {
+  constexpr milliseconds kLockPoll{1000};
+  while (!stopping_ && !finish_requested_) {
+    if (auto s = try_advisory_lock(conn_.get(), lock_key_, taken); !s) return s;
+    last_verified_ms_ = steady_ms();
+    if (*taken) {
+      abandoned_.clear();  // whatever they were, none holds the lock
+      leadership_.active();
+      return Status::ok();
+    }
+    std::optional<SessionId> holder;
+    if (auto s = lock_holder(conn_.get(), lock_key_, &holder); !s) return s;
+    if (abandoned(holder)) {
+      log::warn("PostgreSQL: the lock of {} is still held by this bridge's previous session (backend {}, "
+                "given up): active on the new session meanwhile; asking the server to end the old one",
+                leadership_.subject(), holder->pid);
+      if (auto s = pg_exec_params(conn_.get(), "SELECT pg_terminate_backend($1::int)", {std::to_string(holder->pid)});
+          !s) {
+        log::warn("cannot end backend {}: {}", holder->pid, s.message());
+      }
+      borrowing_ = true;
+      next_borrow_check_ = steady_clock::now();
+      leadership_.active();
+      *taken = true;
+      return Status::ok();
+    }
+    leadership_.standby();
+    for (auto until = steady_clock::now() + kLockPoll;
+         !stopping_ && !finish_requested_ && steady_clock::now() < until;) {
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+  }
+  // Shutting down as a standby: nothing received, nothing to wait for.
+  std::lock_guard lock(finish_mutex_);
+  finish_answered_ = true;
+  finish_reached_.notify_all();
+  return Status::ok();
+}
+
+bool PgListener::abandoned(const std::optional<SessionId>& holder) const {
+  return holder && !holder->started.empty() &&
+         std::find(abandoned_.begin(), abandoned_.end(), *holder) != abandoned_.end();
+}
+
+Status PgListener::check_borrowed_lock() {
+  constexpr milliseconds kBorrowCheck{200};
+  next_borrow_check_ = steady_clock::now() + kBorrowCheck;
+  bool taken = false;
+  if (auto s = try_advisory_lock(conn_.get(), lock_key_, &taken); !s) return s;
+  if (taken) {
+    borrowing_ = false;
+    abandoned_.clear();
+    log::info("active: holding {} again (the previous session is gone)", leadership_.subject());
+    return Status::ok();
+  }
+  std::optional<SessionId> holder;
+  if (auto s = lock_holder(conn_.get(), lock_key_, &holder); !s) return s;
+  // Nobody: the old session just ended, the next try takes it.
+  if (!holder || abandoned(holder)) return Status::ok();
+  return Status::error(fmt::format("another bridge took {} over from this bridge's previous session",
+                                   leadership_.subject()));
+}
+
 Status PgListener::prepare_stamps(store::Cursor* cursor) {
   if (auto s = store::check_stamps_installed(conn_.get(), &stamps_installed_); !s || !stamps_installed_) {
     return s;
@@ -213,6 +308,9 @@ Status PgListener::receive_until_broken() {
     }
     if (auto s = drain_backlog(); !s) return s;
     auto now = steady_clock::now();
+    if (borrowing_ && now >= next_borrow_check_) {
+      if (auto s = check_borrowed_lock(); !s) return s;
+    }
     if (finish_requested_ && !final_barrier_sent_) {
       if (auto s = send_final_barrier(); !s) return s;
     }

@@ -17,6 +17,11 @@
 // so a restart re-sends next to nothing. About once a minute (BRIDGE_LOG_TRIM_S), after saving the
 // cursor, it deletes the log rows that every cursor has passed (store::trim_log), so the log stays small.
 //
+// Active/standby (leadership.h): before it LISTENs, the session takes the advisory lock of the
+// cursor name; while another bridge holds it, the session only polls it (every second) and
+// LISTENs on nothing, and the cursor, the log and the stamps are left alone. A lock still held
+// by this bridge's own abandoned session is borrowed (leadership.h).
+//
 // It never stops reading: PostgreSQL's notification queue is shared by every session, and once
 // full, every NOTIFYing COMMIT of the user's writers fails. When the coalescing queue is full
 // (Soketi away or slow), a change is held back instead of waited for: its stamp is stored
@@ -31,6 +36,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "change_clock.h"
 #include "change_source.h"
@@ -38,6 +44,7 @@
 #include "coalescing_queue.h"
 #include "config.h"
 #include "invalidation_store.h"
+#include "leadership.h"
 #include "metrics.h"
 #include "pg_connection.h"
 #include "stamp_writer.h"
@@ -47,7 +54,7 @@ namespace bridge {
 class PgListener : public ChangeSource {
  public:
   PgListener(const Config& config, CoalescingQueue& queue, ChangeClock& clock, StampWriter& stamps,
-             Metrics& metrics);
+             Metrics& metrics, Leadership& leadership);
   ~PgListener() override;  // stops and joins
   PgListener(const PgListener&) = delete;
   PgListener& operator=(const PgListener&) = delete;
@@ -62,7 +69,8 @@ class PgListener : public ChangeSource {
   // everything received up to its marker was published (`all_published`: nothing given up).
   void save_final_cursor(bool all_published) override;
 
-  // Connected, LISTENing, and the connection answered within the last 15 s.
+  // Active: connected, LISTENing, and the connection answered within the last 15 s. Standby:
+  // its session answered within the last 15 s.
   bool ready(std::string* reason) const override;  // thread-safe
 
  private:
@@ -85,6 +93,13 @@ class PgListener : public ChangeSource {
 
   void run();
   Status connect_and_catch_up();
+  // Standby until the cursor's lock is taken on conn_ (*taken), or finish_receiving() or
+  // stop() was called (not taken).
+  Status take_lock(bool* taken);
+  // While borrowing: the lock once the old session is gone, or an error once another bridge
+  // holds it.
+  Status check_borrowed_lock();
+  bool abandoned(const std::optional<SessionId>& holder) const;
   Status prepare_stamps(store::Cursor* cursor);  // REQUIRES: connected, the cursor loaded
   Status receive_until_broken();
   void handle_notification(const PGnotify& notify);
@@ -103,6 +118,8 @@ class PgListener : public ChangeSource {
   ChangeClock& clock_;
   StampWriter& stamps_;
   Metrics& metrics_;
+  Leadership& leadership_;
+  const int64_t lock_key_;  // lock_key_of(cursor name)
   ChangeStamper stamper_;  // used by the listener thread
   std::thread thread_;
   std::atomic<bool> stopping_{false};
@@ -111,11 +128,16 @@ class PgListener : public ChangeSource {
   std::condition_variable finish_reached_;
   bool final_marker_seen_ = false;  // protected by finish_mutex_
   bool finish_answered_ = false;    // protected by finish_mutex_: seen, or no barrier possible
-  std::atomic<bool> connected_{false};
+  std::atomic<bool> connected_{false};  // LISTENing (active)
+  std::atomic<bool> session_up_{false};  // the lock session is connected (active or standby)
   std::atomic<int64_t> last_verified_ms_{0};  // steady clock
 
   // Owned by the listener thread (and by save_final_cursor() once it is joined).
   PgConnPtr conn_;
+  SessionId session_;                // conn_'s backend
+  std::vector<SessionId> abandoned_;  // lock sessions given up that may live on (newest last)
+  bool borrowing_ = false;            // active while an abandoned session holds the lock
+  std::chrono::steady_clock::time_point next_borrow_check_{};
   std::string marker_channel_;  // cache_bridge_barrier_<backend pid>
   uint64_t markers_sent_ = 0;
   bool final_barrier_sent_ = false;

@@ -26,6 +26,7 @@ constexpr int64_t kStatusIntervalMs = 1000;    // confirm what was published
 constexpr int64_t kLivenessIntervalMs = 5000;  // ask the server to answer
 constexpr int64_t kSlotCheckIntervalMs = 5000;
 constexpr int64_t kReadyWindowMs = 15000;
+constexpr int64_t kStandbyPollMs = 1000;  // a standby looks at the slot this often
 constexpr int64_t kTablesReloadMs = 1000;  // at most this often for an unknown table
 constexpr int64_t kVisibilityIntervalUs = 1000;  // at most one visibility query per this
 // A transaction that changes more keys than this makes its tables stale as a whole (one
@@ -57,8 +58,9 @@ Invalidation resync_of(const std::string& table) {
 }  // namespace
 
 WalSource::WalSource(const Config& config, CoalescingQueue& queue, ChangeClock& clock,
-                     StampWriter& stamps, Metrics& metrics)
+                     StampWriter& stamps, Metrics& metrics, Leadership& leadership)
     : config_(config), queue_(queue), clock_(clock), stamps_(stamps), metrics_(metrics),
+      leadership_(leadership), setup_lock_key_(lock_key_of("slot:" + config.slot_name)),
       stamper_(config.channel_template, clock, stamps) {}
 
 WalSource::~WalSource() { stop(); }
@@ -111,6 +113,17 @@ void WalSource::save_final_cursor(bool all_published) {
 }
 
 bool WalSource::ready(std::string* reason) const {
+  if (!leadership_.is_active()) {
+    if (!session_up_) {
+      *reason = fmt::format("PostgreSQL connection is down (standby for {})", leadership_.subject());
+      return false;
+    }
+    if (steady_ms() - last_heard_ms_ > kReadyWindowMs) {
+      *reason = fmt::format("PostgreSQL connection has not answered for 15 s (standby for {})", leadership_.subject());
+      return false;
+    }
+    return true;
+  }
   if (!streaming_) {
     *reason = "PostgreSQL replication stream is down";
     return false;
@@ -132,7 +145,25 @@ void WalSource::run() {
   ReconnectBackoff backoff;
   bool first = true;
   while (!stopping_) {
-    Status status = connect();
+    bool standby = false;
+    Status status = connect(&standby);
+    if (status && standby) {
+      if (finish_requested_) {
+        // Shutting down as a standby: nothing received, nothing to wait for.
+        {
+          std::lock_guard lock(finish_mutex_);
+          finish_answered_ = true;
+          finish_reached_.notify_all();
+        }
+        while (!stopping_) std::this_thread::sleep_for(milliseconds(50));
+        break;
+      }
+      // Another bridge streams from the slot: look again in a second (quietly, same session).
+      for (auto until = steady_ms() + kStandbyPollMs; !stopping_ && !finish_requested_ && steady_ms() < until;) {
+        std::this_thread::sleep_for(milliseconds(50));
+      }
+      continue;
+    }
     if (status) {
       if (!first) ++metrics_.pg_reconnects;
       first = false;
@@ -140,7 +171,16 @@ void WalSource::run() {
       status = stream_until_broken();
     }
     if (stopping_ && status) break;  // keep the stream for save_final_cursor()
+    if (leadership_.is_active()) {
+      leadership_.lost();
+      metrics_.wal_lag_bytes = 0;  // the next active one's lag now
+      metrics_.wal_lag_seconds = 0;
+      // Its walsender may live on (stopped, or the server not yet aware) and keep the slot.
+      if (abandoned_.size() >= 8) abandoned_.erase(abandoned_.begin());
+      abandoned_.push_back(walsender_);
+    }
     streaming_ = false;
+    session_up_ = false;
     metrics_.listen_connected = 0;
     stream_.reset();
     sql_.reset();
@@ -163,9 +203,67 @@ void WalSource::run() {
   }
 }
 
-Status WalSource::connect() {
-  if (auto s = pg_connect(config_.database_url, &sql_); !s) return s;
-  if (auto s = prepare_stamps(); !s) return s;
+Status WalSource::connect(bool* standby) {
+  *standby = false;
+  if (!sql_) {
+    if (auto s = pg_connect(config_.database_url, &sql_); !s) return s;
+  }
+  session_up_ = true;
+  if (finish_requested_) {  // shutting down: take nothing over
+    *standby = true;
+    return Status::ok();
+  }
+  // The slot is the lock: in use, another bridge streams from it.
+  PgResultPtr slot;
+  if (auto s = pg_exec_params(sql_.get(),
+                              "SELECT s.active, coalesce(s.active_pid, 0), coalesce(a.backend_start::text, '') "
+                              "FROM pg_replication_slots s LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid "
+                              "WHERE s.slot_name = $1",
+                              {config_.slot_name}, &slot);
+      !s) {
+    return s;
+  }
+  last_heard_ms_ = steady_ms();
+  bool in_use = PQntuples(slot.get()) == 1 && PQgetvalue(slot.get(), 0, 0)[0] == 't';
+  if (in_use) {
+    SessionId holder{std::atoi(PQgetvalue(slot.get(), 0, 1)), PQgetvalue(slot.get(), 0, 2)};
+    if (abandoned(holder)) {
+      // Not another bridge: this one's own stream, given up. The slot is free once it ends.
+      if (terminated_pid_ != holder.pid) {
+        terminated_pid_ = holder.pid;
+        log::warn("PostgreSQL replication: slot {} is still held by this bridge's previous stream (walsender {}, "
+                  "given up): asking the server to end it; streaming again once the slot is free",
+                  config_.slot_name, holder.pid);
+        if (auto s = pg_exec_params(sql_.get(), "SELECT pg_terminate_backend($1::int)", {std::to_string(holder.pid)});
+            !s) {
+          log::warn("cannot end walsender {}: {}", holder.pid, s.message());
+        }
+      }
+      *standby = true;
+      return Status::ok();
+    }
+  }
+  // Creating (or re-creating) the slot and starting the stream, one bridge at a time.
+  bool setting_up = false;
+  if (!in_use) {
+    if (auto s = try_advisory_lock(sql_.get(), setup_lock_key_, &setting_up); !s) return s;
+  }
+  if (in_use || !setting_up) {
+    leadership_.standby();
+    *standby = true;
+    return Status::ok();
+  }
+  Status status = start_as_active(standby);
+  if (auto s = pg_exec_params(sql_.get(), "SELECT pg_advisory_unlock($1::bigint)", {std::to_string(setup_lock_key_)});
+      !s && status) {
+    status = s;
+  }
+  if (!status || *standby) stream_.reset();
+  if (*standby) leadership_.standby();
+  return status;
+}
+
+Status WalSource::start_as_active(bool* standby) {
   if (auto s = load_tables(); !s) return s;
   PgResultPtr publication;
   if (auto s = pg_exec_params(sql_.get(), "SELECT 1 FROM pg_publication WHERE pubname = $1",
@@ -177,11 +275,23 @@ Status WalSource::connect() {
     return Status::error(fmt::format("publication {} does not exist (attach a table with "
                                      "cache_invalidation_attach(..., 'wal'))", config_.publication));
   }
-  if (auto s = pg_connect(config_.database_url, &stream_, PgSession::kReplication); !s) {
+  if (auto s = pg_connect(config_.database_url, &stream_, PgSession::kReplication, kClientLeaseOptions); !s) {
+    return Status::error("replication connection: " + s.message());
+  }
+  if (auto s = prepare_lease_session(stream_.get(), LeaseSession::kReplication); !s) {
     return Status::error("replication connection: " + s.message());
   }
   if (auto s = ensure_slot(); !s) return s;
-  if (auto s = start_streaming(); !s) return s;
+  bool in_use = false;
+  if (auto s = start_streaming(&in_use); !s || in_use) {
+    *standby = in_use;  // a bridge of a version without the setup lock got there first
+    return s;
+  }
+  abandoned_.clear();  // whatever they were, none holds the slot now
+  if (auto s = session_by_pid(sql_.get(), PQbackendPID(stream_.get()), &walsender_); !s) return s;
+  leadership_.active();
+  // Only now: the stamps (and their routing) are the active bridge's to keep.
+  if (auto s = prepare_stamps(); !s) return s;
   if (resync_pending_) {
     Transaction resync;
     resync.visible = true;
@@ -199,6 +309,11 @@ Status WalSource::connect() {
   log::info("PostgreSQL: streaming changes from replication slot {} (publication {}) at {}",
             config_.slot_name, config_.publication, pg_describe(sql_.get()));
   return Status::ok();
+}
+
+bool WalSource::abandoned(const SessionId& walsender) const {
+  return !walsender.started.empty() &&
+         std::find(abandoned_.begin(), abandoned_.end(), walsender) != abandoned_.end();
 }
 
 Status WalSource::prepare_stamps() {
@@ -284,7 +399,7 @@ Status WalSource::ensure_slot() {
   return Status::ok();
 }
 
-Status WalSource::start_streaming() {
+Status WalSource::start_streaming(bool* in_use) {
   std::string sql = fmt::format(
       "START_REPLICATION SLOT {} LOGICAL 0/0 (proto_version '1', publication_names {}, messages 'true')",
       quoted_identifier(config_.slot_name), quoted_literal(quoted_identifier(config_.publication)));
@@ -292,6 +407,11 @@ Status WalSource::start_streaming() {
   if (auto s = pg_await_result(stream_.get()); !s) return s;
   PgResultPtr result(PQgetResult(stream_.get()));
   if (PQresultStatus(result.get()) != PGRES_COPY_BOTH) {
+    // "replication slot ... is active for PID ...": another bridge streams from it.
+    if (const char* state = PQresultErrorField(result.get(), PG_DIAG_SQLSTATE); state && std::string_view(state) == "55006") {
+      *in_use = true;
+      return Status::ok();
+    }
     std::string message = result ? PQresultErrorMessage(result.get()) : pg_error(stream_.get());
     while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
     return Status::error(fmt::format("cannot stream from replication slot {}: {}", config_.slot_name, message));

@@ -20,6 +20,13 @@
 // the stream; the server keeps the WAL for the slot (bounded by max_slot_wal_keep_size) and
 // the writers are not slowed. Status updates keep the connection alive meanwhile.
 //
+// Active/standby (leadership.h): the slot is the lock. While another bridge streams from it,
+// the source looks at pg_replication_slots every second on its query connection and reads,
+// creates, drops and confirms nothing; it stamps nothing either (the stamps' upkeep waits
+// until the stream has started). A slot still held by this bridge's own abandoned stream (its
+// walsender stopped, or not yet aware the client is gone) is waited for the same way, after
+// asking the server to end that walsender.
+//
 // Which tables, keys and row data: cache_invalidation_table (written by
 // cache_invalidation_attach(..., 'wal')), re-read when the stream names a table it does not
 // know. Logical decoding messages with prefix "cache_invalidation"
@@ -42,6 +49,7 @@
 #include "change_stamper.h"
 #include "coalescing_queue.h"
 #include "config.h"
+#include "leadership.h"
 #include "metrics.h"
 #include "pg_connection.h"
 #include "pgoutput.h"
@@ -76,7 +84,7 @@ struct Queued {
 class WalSource : public ChangeSource {
  public:
   WalSource(const Config& config, CoalescingQueue& queue, ChangeClock& clock, StampWriter& stamps,
-            Metrics& metrics);
+            Metrics& metrics, Leadership& leadership);
   ~WalSource() override;  // stops and joins
   WalSource(const WalSource&) = delete;
   WalSource& operator=(const WalSource&) = delete;
@@ -94,11 +102,14 @@ class WalSource : public ChangeSource {
   using Queued = wal_source::Queued;
 
   void run();
-  Status connect();
+  // Streaming as the active bridge, or (*standby) another bridge streams from the slot.
+  Status connect(bool* standby);
+  Status start_as_active(bool* standby);  // REQUIRES: the slot's setup lock held on sql_
   Status prepare_stamps();
   Status ensure_slot();
   Status load_tables();
-  Status start_streaming();
+  Status start_streaming(bool* in_use);  // *in_use: another session streams from the slot
+  bool abandoned(const SessionId& walsender) const;
   Status stream_until_broken();
   Status read_available();
   Status handle_frame(std::string_view bytes);
@@ -117,6 +128,8 @@ class WalSource : public ChangeSource {
   ChangeClock& clock_;
   StampWriter& stamps_;
   Metrics& metrics_;
+  Leadership& leadership_;
+  const int64_t setup_lock_key_;  // lock_key_of("slot:" + slot): creating the slot, starting the stream
   ChangeStamper stamper_;  // used by the source's thread
   std::thread thread_;
   std::atomic<bool> stopping_{false};
@@ -125,6 +138,7 @@ class WalSource : public ChangeSource {
   std::condition_variable finish_reached_;
   bool finish_answered_ = false;  // protected by finish_mutex_
   std::atomic<bool> streaming_{false};
+  std::atomic<bool> session_up_{false};  // the query connection is up (active or standby)
   std::atomic<int64_t> last_heard_ms_{0};  // steady clock: the server's last message
   std::atomic<bool> paused_{false};  // not reading: enough changes wait for publishing
   mutable std::mutex reason_mutex_;
@@ -133,6 +147,9 @@ class WalSource : public ChangeSource {
   // Owned by the source's thread (and by save_final_cursor() once it is joined).
   PgConnPtr sql_;     // queries: tables, visibility, slot state
   PgConnPtr stream_;  // replication=database, streaming
+  SessionId walsender_;                // stream_'s backend
+  std::vector<SessionId> abandoned_;    // streams given up whose walsender may live on (newest last)
+  int terminated_pid_ = 0;              // the last of them asked to end
   std::unordered_map<uint32_t, pgoutput::Relation> relations_;
   std::unordered_map<uint32_t, WalTable> tables_;  // attached tables by relation id
   int64_t tables_loaded_ms_ = 0;

@@ -42,7 +42,7 @@ constexpr std::string_view kScript = R"JS(
   function render(s) {
     set('version', s.version);
     set('state', s.ready ? 'ready' : 'not ready', `big ${s.ready ? 'ok' : 'bad'}`);
-    set('state-reason', s.ready ? 'GET /readyz: 200' : `GET /readyz: 503 ${s.readyReason}`);
+    set('state-reason', s.ready ? `GET /readyz: 200, ${s.role}` : `GET /readyz: 503 ${s.readyReason}`);
     set('source', s.source);
     const pg = s.postgres;
     set('pg', `${pg.connected ? 'connected' : 'disconnected'}, ${pg.reconnects} reconnect(s)` +
@@ -203,6 +203,7 @@ std::string render_status_json(const StatusSnapshot& s) {
   w.StartObject();
   put(w, "version", s.version);
   put(w, "source", s.source);
+  put(w, "role", s.role);
   put(w, "nowMs", s.now_ms);
   put(w, "startedMs", s.started_ms);
   put(w, "ready", s.ready);

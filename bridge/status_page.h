@@ -22,6 +22,7 @@ namespace bridge {
 struct StatusSnapshot {
   std::string version;
   std::string source;  // "notify" or "wal"
+  std::string role;    // "active" or "standby" (leadership.h)
   int64_t now_ms = 0;
   int64_t started_ms = 0;
   bool ready = false;
@@ -66,7 +67,7 @@ struct StatusSnapshot {
   std::optional<HttpSinkStatus> http_sink;
 };
 
-// {"version","source","nowMs","startedMs","ready","readyReason","postgres":{...},"queue":{...},
+// {"version","source","role","nowMs","startedMs","ready","readyReason","postgres":{...},"queue":{...},
 //  "published":{...},"errors":{...,"lastProblem":null|{...}},"lag":{...},"recent":[...],
 //  "httpSink":null|{...}}
 // (every field is listed in status_page.cc). Invalid UTF-8 in a string is shown escaped.

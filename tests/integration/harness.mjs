@@ -993,6 +993,17 @@ export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {
         ...overrides,
       };
     },
+    /**
+     * Env overrides that give a bridge webhook and operators' ports of its own (so that several
+     * run side by side, e.g. an active one and standbys): {SOKETI_WEBHOOK_URL, BRIDGE_OPS_LISTEN}.
+     * Soketi's webhooks keep going to the stack's webhookUrl.
+     */
+    async ownPorts() {
+      return {
+        SOKETI_WEBHOOK_URL: `http://127.0.0.1:${await freePort()}${webhookPath}`,
+        BRIDGE_OPS_LISTEN: `127.0.0.1:${await freePort()}`,
+      };
+    },
     async startBridge(overrides = {}, opts = {}) {
       const b = await startBridge({ env: stack.bridgeEnv(overrides), ...opts });
       bridges.add(b);
@@ -1016,11 +1027,12 @@ export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {
     },
     /**
      * Posts a webhook to the bridge as Soketi does: {time_ms, events} signed with the app's
-     * secret (or `secret`). events: [{name, channel}]. Returns {status, text}.
+     * secret (or `secret`), to the stack's webhook URL (or `url`: another bridge's).
+     * events: [{name, channel}]. Returns {status, text}.
      */
-    postWebhook(events, { timeMs = Date.now(), secret = stack.soketi.secret } = {}) {
+    postWebhook(events, { timeMs = Date.now(), secret = stack.soketi.secret, url = webhookUrl } = {}) {
       const body = JSON.stringify({ time_ms: timeMs, events });
-      return http(webhookUrl, { method: 'POST', body, headers: {
+      return http(url, { method: 'POST', body, headers: {
         'Content-Type': 'application/json', 'X-Pusher-Key': stack.soketi.key, 'X-Pusher-Signature': signWebhook(body, secret) } });
     },
     /** A pusher-js client for this stack's Soketi (private channels authorised). */

@@ -42,3 +42,16 @@ TEST_CASE("every metric comes with # HELP and # TYPE, and every sample belongs t
   CHECK(typed.count("cache_bridge_commit_to_publish_seconds") == 1);
   CHECK(typed.count("cache_bridge_wal_slot_lag_bytes") == 1);
 }
+
+TEST_CASE("the role is a gauge per role, 1 for the current one, with the takeovers counted") {
+  Metrics metrics({"cache_invalidation"});
+  std::string standby = metrics.render("t");
+  CHECK(standby.find("# HELP cache_bridge_role ") != std::string::npos);
+  CHECK(standby.find("# TYPE cache_bridge_role gauge\n") != std::string::npos);
+  CHECK(standby.find("cache_bridge_role{role=\"active\"} 0\ncache_bridge_role{role=\"standby\"} 1\n") != std::string::npos);
+  metrics.role_active = 1;
+  ++metrics.takeovers;
+  std::string active = metrics.render("t");
+  CHECK(active.find("cache_bridge_role{role=\"active\"} 1\ncache_bridge_role{role=\"standby\"} 0\n") != std::string::npos);
+  CHECK(active.find("cache_bridge_takeovers_total 1\n") != std::string::npos);
+}
