@@ -27,6 +27,13 @@ const char* kind_name(PublishOutcome::Kind kind) {
   return "?";
 }
 
+std::string handoff_key(const QueuedInvalidation& item) {
+  std::string key = item.channel;
+  key.push_back('\0');
+  key += item.invalidation.cache_key;
+  return key;
+}
+
 void count_failure(SinkCounters& counters, PublishOutcome::Kind kind) {
   switch (kind) {
     case PublishOutcome::Kind::kTimeout: ++counters.errors_timeout; break;
@@ -138,11 +145,20 @@ std::vector<QueuedInvalidation> Publisher::take_handoff(Stage& stage) {
   size_t n = std::min(stage.handoff.size(), stage.sink->max_batch());
   items.reserve(n);
   for (size_t i = 0; i < n; ++i) {
-    items.push_back(std::move(stage.handoff.front()));
+    QueuedInvalidation& front = stage.handoff.front();
+    stage.waiting.erase(handoff_key(front));
+    items.push_back(std::move(front));
     stage.handoff.pop_front();
   }
   if (!stage.handoff.empty()) stage.arrived.notify_one();  // more than one request's worth
   return items;
+}
+
+bool Publisher::wanted_after(size_t index, const QueuedInvalidation& item) const {
+  for (size_t later = index + 1; later < stages_.size(); ++later) {
+    if (stages_[later]->sink->wants(item)) return true;
+  }
+  return false;
 }
 
 void Publisher::pass_on(size_t index, std::vector<QueuedInvalidation> items) {
@@ -151,10 +167,27 @@ void Publisher::pass_on(size_t index, std::vector<QueuedInvalidation> items) {
   // not wait for them (a hot key keeps reaching Soketi while the app is away).
   if (index == 0) queue_.release(items);
   Stage& next = *stages_[index + 1];
+  std::vector<QueuedInvalidation> finished;  // wanted by no later stage, or merged into a waiting one
   {
     std::lock_guard lock(next.mutex);
-    for (auto& item : items) next.handoff.push_back(std::move(item));
+    for (auto& item : items) {
+      if (!wanted_after(index, item)) {
+        finished.push_back(std::move(item));
+        continue;
+      }
+      std::string key = handoff_key(item);
+      if (auto it = next.waiting.find(key); it != next.waiting.end()) {
+        // One invalidation covers both; the waiting entry keeps its (older) sequence, so the
+        // cursor still waits for it, as when the queue merges pending entries.
+        it->second->invalidation = newest_of(std::move(it->second->invalidation), std::move(item.invalidation));
+        finished.push_back(std::move(item));
+        continue;
+      }
+      next.handoff.push_back(std::move(item));
+      next.waiting.emplace(std::move(key), std::prev(next.handoff.end()));
+    }
   }
+  if (!finished.empty()) queue_.done(finished);
   next.arrived.notify_one();
 }
 

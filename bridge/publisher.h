@@ -1,8 +1,8 @@
 // Publisher: delivers ready invalidations from the CoalescingQueue to every sink, in batches
 // within each sink's limits. The sinks form a pipeline of stages, each with its own workers:
 // the first (Soketi) takes from the queue; each later one (the HTTP sink) takes what the one
-// before accepted, from a handoff of its own, filling its requests with whatever accumulated
-// meanwhile. An entry is done() (and the cursor may pass it) only once the last sink has
+// before is done with (accepted, or deliberately dropped), from a handoff of its own, filling
+// its requests with whatever accumulated meanwhile. An entry is done() (and the cursor may pass it) only once the last sink has
 // accepted it or deliberately dropped it. So a slow or absent later sink does not hold back the
 // ones before it; its entries stay in flight, and once the queue's bound is reached that holds
 // the source back. Nothing is lost.
@@ -19,11 +19,13 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <deque>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <span>
+#include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "coalescing_queue.h"
@@ -69,15 +71,21 @@ class Publisher {
     std::mutex mutex;
     std::condition_variable arrived;  // signalled when handoff grows or closes
     // State below is protected by mutex (only used by stages after the first).
-    std::deque<QueuedInvalidation> handoff;  // accepted by the stage before, not yet taken
-    bool closed = false;                     // the stage before has stopped: nothing more comes
+    std::list<QueuedInvalidation> handoff;  // from the stage before, oldest first, not yet taken
+    // Each key waits in the handoff at most once: a newer change merges into the waiting entry,
+    // as the queue merges pending ones, so a slow or absent sink holds one entry per key, not
+    // one per coalescing window. By channel + '\0' + cache key.
+    std::unordered_map<std::string, std::list<QueuedInvalidation>::iterator> waiting;
+    bool closed = false;  // the stage before has stopped: nothing more comes
   };
 
   void run_stage(size_t index);
   // Takes what stage `index` (>= 1) delivers next; empty once its handoff is closed and drained.
   std::vector<QueuedInvalidation> take_handoff(Stage& stage);
-  // After stage `index` has the items: on to the next stage, or done() after the last.
+  // After stage `index` has the items: on to the next stage, or done() after the last (and
+  // at once for items no later stage wants, such as replays for the HTTP sink).
   void pass_on(size_t index, std::vector<QueuedInvalidation> items);
+  bool wanted_after(size_t index, const QueuedInvalidation& item) const;
   // Delivers the items `route` wants, in requests of its max_batch().
   void deliver(Route& route, SinkState& state, std::span<const QueuedInvalidation> items);
   // Until the sink accepts `items`, the drain deadline passes, or it rejects one of them
