@@ -93,9 +93,17 @@ std::optional<ParsedUrl> parse_http_url(const std::string& url) {
   out.scheme = url.substr(0, scheme_end);
   if (out.scheme != "http" && out.scheme != "https") return std::nullopt;
   size_t host_start = scheme_end + 3;
-  size_t path_start = url.find('/', host_start);
+  size_t path_start = url.find_first_of("/?#", host_start);
   std::string authority = url.substr(host_start, path_start - host_start);
-  out.path = path_start == std::string::npos ? "/" : url.substr(path_start);
+  if (path_start == std::string::npos) {
+    out.path = "/";
+  } else {
+    out.path = url.substr(path_start);
+    if (out.path.front() != '/') out.path.insert(0, "/");  // "host?query": the root's query
+  }
+  out.path = out.path.substr(0, out.path.find('#'));  // a fragment is never sent
+  // User info would travel in the clear to every log line that shows the URL: refused.
+  if (authority.find('@') != std::string::npos) return std::nullopt;
   size_t colon = authority.rfind(':');
   if (colon != std::string::npos && authority.find(']') == std::string::npos) {
     out.host = authority.substr(0, colon);
@@ -309,8 +317,15 @@ ConfigResult parse_config(const EnvMap& env) {
   c.http_sink_max_batch = static_cast<size_t>(r.integer("BRIDGE_HTTP_SINK_MAX_BATCH", 100, 1, 1000));
   if (!c.http_sink_url.empty()) {
     if (!parse_http_url(c.http_sink_url)) {
-      r.errors.push_back(fmt::format("BRIDGE_HTTP_SINK_URL: must be an http(s)://host[:port]/path URL, got \"{}\"",
-                                     log::excerpt(c.http_sink_url, 60)));
+      // Without a query or user info, which may hold a token.
+      std::string shown = c.http_sink_url.substr(0, c.http_sink_url.find_first_of("?#"));
+      if (size_t at = shown.rfind('@'); at != std::string::npos) {
+        size_t scheme_end = shown.find("://");
+        shown = (scheme_end == std::string::npos ? "" : shown.substr(0, scheme_end + 3)) + "...@" + shown.substr(at + 1);
+      }
+      r.errors.push_back(fmt::format("BRIDGE_HTTP_SINK_URL: must be an http(s)://host[:port]/path URL "
+                                     "(no user info), got \"{}\"",
+                                     log::excerpt(shown, 60)));
     }
     // The receiver checks every request's signature with this secret: a short one can be guessed.
     if (c.http_sink_secret.size() < 16) {

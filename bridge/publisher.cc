@@ -288,7 +288,7 @@ void Publisher::isolate_rejected(Route& route, SinkState& state, std::span<const
     return;
   }
   const QueuedInvalidation& item = items.front();
-  if (outcome.http_status == 413 && !item.invalidation.data_json.empty()) {
+  if (outcome.http_status == 413 && route.sink->carries_row_data() && !item.invalidation.data_json.empty()) {
     // Too large for the receiver (Soketi's limit below SOKETI_EVENT_MAX_SIZE_IN_KB): the key
     // and its stamp matter, the row does not.
     log::warn("{} refused the event for \"{}\" as too large (HTTP 413): sent without its row data",

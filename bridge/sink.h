@@ -48,6 +48,8 @@ class Sink {
   // Whether this sink gets `item` at all (the HTTP sink skips replays, which only new
   // WebSocket subscribers need). An item no sink wants is simply done.
   virtual bool wants(const QueuedInvalidation& item) const = 0;
+  // Whether requests carry the row's data (so a 413 is worth a retry without it).
+  virtual bool carries_row_data() const = 0;
   // When the receiver refuses the sender (sender_rejected()), the log says "<name> rejected
   // <credentials_name> (HTTP n): <rejected_hint>".
   virtual std::string_view credentials_name() const = 0;

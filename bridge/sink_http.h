@@ -38,6 +38,7 @@ class HttpSink : public Sink {
   std::string_view name() const override { return "HTTP sink"; }
   size_t max_batch() const override { return config_.http_sink_max_batch; }
   bool wants(const QueuedInvalidation& item) const override { return !item.invalidation.replay; }
+  bool carries_row_data() const override { return false; }
   std::string_view credentials_name() const override { return "the bridge's requests"; }
   std::string_view rejected_hint() const override {
     return "check BRIDGE_HTTP_SINK_URL and that BRIDGE_HTTP_SINK_SECRET is the receiver's secret";

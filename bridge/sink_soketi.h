@@ -19,6 +19,7 @@ class SoketiSink : public Sink {
   std::string_view name() const override { return "Soketi"; }
   size_t max_batch() const override { return config_.max_batch_size; }
   bool wants(const QueuedInvalidation&) const override { return true; }
+  bool carries_row_data() const override { return true; }
   std::string_view credentials_name() const override { return "the app's credentials"; }
   std::string_view rejected_hint() const override {
     return "check SOKETI_APP_ID, SOKETI_APP_KEY and SOKETI_APP_SECRET";

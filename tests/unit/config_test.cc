@@ -190,10 +190,21 @@ TEST_CASE("the HTTP sink: off by default; a URL needs a valid form and a secret 
   CHECK(all.find("BRIDGE_HTTP_SINK_SECRET: required") != std::string::npos);
   CHECK(all.find("BRIDGE_HTTP_SINK_MAX_BATCH") != std::string::npos);
   CHECK(all.find("short-secret") == std::string::npos);
+
+  env["BRIDGE_HTTP_SINK_URL"] = "https://user:tok3n-value@app.example.com/x?key=qu3ry-value";
+  auto userinfo = parse_config(env);
+  std::string errors;
+  for (const auto& e : userinfo.errors) errors += e + "\n";
+  CHECK(errors.find("no user info") != std::string::npos);
+  CHECK(errors.find("tok3n-value") == std::string::npos);
+  CHECK(errors.find("qu3ry-value") == std::string::npos);
 }
 
 TEST_CASE("url_for_display drops the query, which may hold a token") {
   CHECK(url_for_display("https://app.example.com/api/revalidate?token=abc") == "https://app.example.com:443/api/revalidate");
+  CHECK(url_for_display("https://app.example.com?token=abc") == "https://app.example.com:443/");
+  CHECK(url_for_display("https://app.example.com:8443#frag") == "https://app.example.com:8443/");
+  CHECK(url_for_display("https://user:token@app.example.com/x").empty());  // refused, not shown
   CHECK(url_for_display("http://127.0.0.1:3000") == "http://127.0.0.1:3000/");
   CHECK(url_for_display("not a url").empty());
 }

@@ -29,6 +29,7 @@ class FakeSink : public Sink {
   std::string_view name() const override { return name_; }
   size_t max_batch() const override { return max_batch_; }
   bool wants(const QueuedInvalidation& item) const override { return wants_(item); }
+  bool carries_row_data() const override { return false; }
   std::string_view credentials_name() const override { return "the test's credentials"; }
   std::string_view rejected_hint() const override { return "none"; }
   SinkCounters& counters() override { return counters_; }
