@@ -51,9 +51,10 @@
 // meanwhile, so the notify source stays active on its new session ("borrowing": it knows the
 // old session by pid and backend_start), asks the server to end the old one
 // (pg_terminate_backend), and tries the lock every 200 ms; once the old session is gone it
-// holds the lock itself, or, should a standby have been quicker, steps down within those
-// 200 ms (the only case in which two bridges receive changes at once). The WAL source cannot
-// stream without the slot: it ends its old walsender and waits for the slot as a standby.
+// holds the lock itself, or, should a standby have been quicker, steps down at its next check
+// (200 ms, plus up to one 250 ms wait for notifications: about half a second; the only case
+// in which two bridges receive changes at once). The WAL source cannot stream without the
+// slot: it ends its old walsender and waits for the slot as a standby.
 //
 // Thread-safe: the change source reports, every thread may read.
 #pragma once

@@ -160,7 +160,6 @@ int main(int argc, char** argv) {
   // The 5 s start now, whatever the other modules take to stop.
   publisher.set_drain_deadline(std::chrono::seconds(5));
   http.stop();
-  ops.stop();
   // A last barrier while the queue still takes notifications: what came before it is what
   // the final cursor may pass (so a restart re-sends next to nothing).
   source->finish_receiving(std::chrono::seconds(2));
@@ -173,6 +172,10 @@ int main(int argc, char** argv) {
   publisher.drain_and_stop();
   bool stamps_written = stamps.stop(std::chrono::seconds(2));
   source->save_final_cursor(publisher.gave_up_nothing() && stamps_written);
+  // Last: stopping the ops server joins its Soketi prober, which may be inside a request to a
+  // hung address (one HTTP timeout each); meanwhile the barrier and the drain ran (and /readyz
+  // kept answering).
+  ops.stop();
   log::info("stopped");
   return 0;
 }

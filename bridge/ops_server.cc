@@ -55,14 +55,23 @@ Status OpsServer::start() {
   });
 
   // For a person: one page that polls the JSON (see status_page.h). No CORS header: another
-  // origin's page cannot read the JSON.
-  server_->Get("/status", [](const httplib::Request&, httplib::Response& response) {
+  // origin's page cannot read the JSON, and a Host that is not ours (DNS rebinding) is refused.
+  auto host_refused = [this](const httplib::Request& request, httplib::Response& response) {
+    if (status_host_allowed(request.get_header_value("Host"), config_.ops_host)) return false;
+    response.status = 403;
+    response.set_content("the status is served to an IP address, localhost or BRIDGE_OPS_LISTEN's host only\n",
+                         "text/plain");
+    return true;
+  };
+  server_->Get("/status", [host_refused](const httplib::Request& request, httplib::Response& response) {
+    if (host_refused(request, response)) return;
     response.set_header("Content-Security-Policy", status_page_csp());
     response.set_header("X-Content-Type-Options", "nosniff");
     response.set_header("Cache-Control", "no-store");
     response.set_content(status_page_html(), "text/html; charset=utf-8");
   });
-  server_->Get("/status.json", [this](const httplib::Request&, httplib::Response& response) {
+  server_->Get("/status.json", [this, host_refused](const httplib::Request& request, httplib::Response& response) {
+    if (host_refused(request, response)) return;
     response.set_header("X-Content-Type-Options", "nosniff");
     response.set_header("Cache-Control", "no-store");
     response.set_content(status_json(), "application/json");

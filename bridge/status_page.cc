@@ -1,5 +1,10 @@
 #include "status_page.h"
 
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cctype>
+
 #include <openssl/evp.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -292,6 +297,25 @@ std::string render_status_json(const StatusSnapshot& s) {
   }
   w.EndObject();
   return {buffer.GetString(), buffer.GetSize()};
+}
+
+bool status_host_allowed(std::string_view host, std::string_view ops_host) {
+  if (host.empty()) return true;
+  std::string name;
+  if (host.front() == '[') {
+    size_t close = host.find(']');
+    if (close == std::string_view::npos) return false;
+    name = std::string(host.substr(1, close - 1));
+    in6_addr v6{};
+    return inet_pton(AF_INET6, name.c_str(), &v6) == 1;
+  }
+  name = std::string(host.substr(0, host.rfind(':')));
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+  in_addr v4{};
+  if (inet_pton(AF_INET, name.c_str(), &v4) == 1) return true;
+  std::string own(ops_host);
+  std::transform(own.begin(), own.end(), own.begin(), [](unsigned char c) { return std::tolower(c); });
+  return name == "localhost" || name == own;
 }
 
 const std::string& status_page_html() {

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "recent_invalidations.h"
@@ -72,6 +73,12 @@ struct StatusSnapshot {
 //  "httpSink":null|{...}}
 // (every field is listed in status_page.cc). Invalid UTF-8 in a string is shown escaped.
 std::string render_status_json(const StatusSnapshot& snapshot);
+
+// Whether a request's Host header may read the status (it shows cache keys): an IP address,
+// localhost, or `ops_host` (BRIDGE_OPS_LISTEN's host), with any port, or no Host at all. A
+// name of someone else's (DNS rebinding: a web page whose own name now points at 127.0.0.1)
+// is refused.
+bool status_host_allowed(std::string_view host_header, std::string_view ops_host);
 
 // The page (text/html; charset=utf-8), the same bytes every time.
 const std::string& status_page_html();

@@ -172,6 +172,9 @@ describe('HTTP sink: a real Next.js app revalidates its tagged pages, no worker'
         const res = await http(url, { method: 'POST', headers, body });
         assert.equal(res.status, 401, `${what}: ${res.status} ${res.text}`);
       }
+      const huge = JSON.stringify({ invalidations: [], pad: 'x'.repeat(2 << 20) });
+      const tooLarge = await http(url, { method: 'POST', headers: signed(huge), body: huge, timeoutMs: 15000 });
+      assert.equal(tooLarge.status, 413, `a 2 MiB body is refused before it is read whole: ${tooLarge.status}`);
       const good = await http(url, { method: 'POST', headers: signed(body), body });
       assert.equal(good.status, 200, `a correctly signed request is accepted: ${good.text}`);
       assert.equal(await page('1'), 'second');

@@ -168,3 +168,15 @@ TEST_CASE("status page: self-contained, renders data as text, and its CSP admits
   CHECK(csp.find("script-src 'unsafe-inline'") == std::string::npos);
   CHECK(&status_page_html() == &page);  // built once
 }
+
+TEST_CASE("the status is refused to a Host name that is not ours (DNS rebinding), served to addresses and localhost") {
+  CHECK(status_host_allowed("127.0.0.1:3002", "127.0.0.1"));
+  CHECK(status_host_allowed("10.1.2.3:3002", "0.0.0.0"));  // a pod's IP, as kubectl port-forward or a probe sends it
+  CHECK(status_host_allowed("[::1]:3002", "127.0.0.1"));
+  CHECK(status_host_allowed("LocalHost:3002", "127.0.0.1"));
+  CHECK(status_host_allowed("bridge.internal:3002", "bridge.internal"));
+  CHECK(status_host_allowed("", "127.0.0.1"));
+  CHECK_FALSE(status_host_allowed("attacker.example:3002", "127.0.0.1"));
+  CHECK_FALSE(status_host_allowed("127.0.0.1.attacker.example", "127.0.0.1"));
+  CHECK_FALSE(status_host_allowed("[::1", "127.0.0.1"));
+}

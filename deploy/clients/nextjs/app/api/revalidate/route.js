@@ -16,6 +16,28 @@ export const runtime = 'nodejs';
 
 const kMaxPerRequest = 100; // BRIDGE_HTTP_SINK_MAX_BATCH (default 100) and worker.mjs stay within it
 const kMaxClockSkewSeconds = 300; // older (or newer) signed requests are refused: no replays
+const kMaxBodyBytes = 1 << 20; // 100 invalidations of long keys fit many times over
+
+// The body as text, refused past kMaxBodyBytes before anyone is authenticated: an anonymous
+// caller must not make the function buffer whatever it sends. null when too large.
+async function readCapped(request) {
+  if (Number(request.headers.get('content-length') ?? 0) > kMaxBodyBytes) return null;
+  if (!request.body) return '';
+  const reader = request.body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > kMaxBodyBytes) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 // Hash both sides to one length so the comparison takes the same time whatever is sent.
 function sameText(a, b) {
@@ -39,7 +61,8 @@ function bearerAuthorized(request) {
 }
 
 export async function POST(request) {
-  const rawBody = await request.text();
+  const rawBody = await readCapped(request);
+  if (rawBody === null) return Response.json({ error: 'body too large' }, { status: 413 });
   if (!signedByBridge(request, rawBody) && !bearerAuthorized(request)) {
     return Response.json({ error: 'unauthorized' }, { status: 401 });
   }
