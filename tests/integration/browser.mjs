@@ -26,7 +26,7 @@ export async function launchChromium({ timeoutMs = 30000 } = {}) {
   try {
     ({ chromium } = requireScripts('playwright-core'));
   } catch (err) {
-    throw new Error(`playwright-core is not installed in scripts/node_modules (run scripts/install-deps): ${err.message}`);
+    throw new Error(`playwright-core is not installed in scripts/node_modules (run scripts/install-deps --tests): ${err.message}`);
   }
   let browser;
   try {
@@ -38,7 +38,7 @@ export async function launchChromium({ timeoutMs = 30000 } = {}) {
       args: ['--no-sandbox', '--disable-dev-shm-usage', '--disable-gpu'],
     });
   } catch (err) {
-    throw new Error(`headless Chromium (${CHROMIUM_BIN}) did not start: install it with scripts/install-deps ` +
+    throw new Error(`headless Chromium (${CHROMIUM_BIN}) did not start: install it with scripts/install-deps --tests ` +
       `(apt-get install chromium) or point CHROMIUM_BIN at one. ${err.message.split('\n')[0]}`);
   }
   const contexts = new Set();

@@ -3,7 +3,7 @@
 // Grafana dashboard's expressions are checked against a running bridge's /metrics.
 //
 // Run: node --test --test-concurrency=1 tests/integration/browser.test.mjs
-// Needs Debian's chromium and playwright-core (scripts/install-deps), the bridge binary
+// Needs Debian's chromium and playwright-core (scripts/install-deps --tests), the bridge binary
 // (build/bridge/cache-bridge or CACHE_BRIDGE_BIN). Without Chromium the tests fail, saying so.
 //
 // The clients' tests and the dashboard's involve no change source: they run once (notify).

@@ -6,7 +6,7 @@
 // one after the first is back.
 //
 // Run: node --test --test-concurrency=1 tests/integration/cluster.test.mjs
-// Needs redis-server (scripts/install-deps), build/bridge/cache-bridge (or CACHE_BRIDGE_BIN).
+// Needs redis-server (scripts/install-deps --tests), build/bridge/cache-bridge (or CACHE_BRIDGE_BIN).
 // Source-independent: the cluster and the failover are the Soketi side's; both change sources
 // hand the same invalidations to the same publisher (core.test.mjs runs under each).
 

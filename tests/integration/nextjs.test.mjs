@@ -4,7 +4,7 @@
 // the new value after an UPDATE. No worker.mjs runs anywhere in this file.
 //
 // Run: node --test --test-concurrency=1 tests/integration/nextjs.test.mjs
-// Needs the bridge binary (CACHE_BRIDGE_BIN) and scripts/install-deps (which installs the
+// Needs the bridge binary (CACHE_BRIDGE_BIN) and scripts/install-deps --tests (which installs the
 // example's npm packages, and a Node 20 for Next.js where the system's is older).
 
 import assert from 'node:assert/strict';
@@ -29,14 +29,14 @@ function nextNode() {
   if (major > 20 || (major === 20 && minor >= 9)) return process.execPath;
   const dir = path.join(EXAMPLE, '.node', 'node_modules');
   const pkg = existsSync(dir) && readdirSync(dir).find((name) => name.startsWith('node-linux-'));
-  if (!pkg) throw new Error(`Next.js 16 needs Node >= 20.9 (this is ${process.version}): run scripts/install-deps`);
+  if (!pkg) throw new Error(`Next.js 16 needs Node >= 20.9 (this is ${process.version}): run scripts/install-deps --tests`);
   return path.join(dir, pkg, 'bin', 'node');
 }
 
 /** The shipped example plus the test's page, built once: {dir, start({port, env}) -> process}. */
 async function buildNextApp() {
   const nextBin = path.join(EXAMPLE, 'node_modules', 'next', 'dist', 'bin', 'next');
-  if (!existsSync(nextBin)) throw new Error(`${nextBin} missing: run scripts/install-deps`);
+  if (!existsSync(nextBin)) throw new Error(`${nextBin} missing: run scripts/install-deps --tests`);
   // Inside the example, so that Next.js (which compiles nothing outside the workspace of the
   // nearest lock file) finds its packages in the example's node_modules. Git ignores .it-build-*.
   const dir = mkdtempSync(path.join(EXAMPLE, '.it-build-'));
