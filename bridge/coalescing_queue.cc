@@ -1,10 +1,8 @@
 #include "coalescing_queue.h"
 
 namespace bridge {
-namespace {
 
-// keys_ is indexed by channel and cache key together: one key may go to several channels.
-std::string key_of(const std::string& channel, const std::string& cache_key) {
+std::string queue_key(const std::string& channel, const std::string& cache_key) {
   std::string key;
   key.reserve(channel.size() + 1 + cache_key.size());
   key += channel;
@@ -12,8 +10,6 @@ std::string key_of(const std::string& channel, const std::string& cache_key) {
   key += cache_key;
   return key;
 }
-
-}  // namespace
 
 CoalescingQueue::CoalescingQueue(std::chrono::milliseconds window, size_t max_keys,
                                  QueueClock& clock)
@@ -28,7 +24,7 @@ bool CoalescingQueue::has_room(const std::string& key) const {
 }
 
 bool CoalescingQueue::push(const std::string& channel, Invalidation invalidation) {
-  std::string key = key_of(channel, invalidation.cache_key);
+  std::string key = queue_key(channel, invalidation.cache_key);
 
   std::unique_lock lock(mutex_);
   while (!has_room(key)) {
@@ -44,7 +40,7 @@ bool CoalescingQueue::push(const std::string& channel, Invalidation invalidation
 }
 
 bool CoalescingQueue::try_push(const std::string& channel, Invalidation& invalidation) {
-  std::string key = key_of(channel, invalidation.cache_key);
+  std::string key = queue_key(channel, invalidation.cache_key);
   std::lock_guard lock(mutex_);
   if (!has_room(key)) {
     forget_expired(clock_.now());
@@ -155,7 +151,7 @@ std::vector<QueuedInvalidation> CoalescingQueue::take(size_t max_items, Clock::t
 }
 
 void CoalescingQueue::release_key(const QueuedInvalidation& item, Clock::time_point now) {
-  std::string key = key_of(item.channel, item.invalidation.cache_key);
+  std::string key = queue_key(item.channel, item.invalidation.cache_key);
   auto it = keys_.find(key);
   if (it == keys_.end()) return;
   KeyState& state = it->second;

@@ -39,6 +39,10 @@
 
 namespace bridge {
 
+// What the queue tells keys apart by: channel + '\0' + cache key (one key may go to several
+// channels). Whoever else keeps entries per key (the publisher's handoffs) uses the same.
+std::string queue_key(const std::string& channel, const std::string& cache_key);
+
 struct QueuedInvalidation {
   std::string channel;
   Invalidation invalidation;

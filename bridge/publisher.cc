@@ -27,13 +27,6 @@ const char* kind_name(PublishOutcome::Kind kind) {
   return "?";
 }
 
-std::string handoff_key(const QueuedInvalidation& item) {
-  std::string key = item.channel;
-  key.push_back('\0');
-  key += item.invalidation.cache_key;
-  return key;
-}
-
 void count_failure(SinkCounters& counters, PublishOutcome::Kind kind) {
   switch (kind) {
     case PublishOutcome::Kind::kTimeout: ++counters.errors_timeout; break;
@@ -146,7 +139,7 @@ std::vector<QueuedInvalidation> Publisher::take_handoff(Stage& stage) {
   items.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     QueuedInvalidation& front = stage.handoff.front();
-    stage.waiting.erase(handoff_key(front));
+    stage.waiting.erase(queue_key(front.channel, front.invalidation.cache_key));
     items.push_back(std::move(front));
     stage.handoff.pop_front();
   }
@@ -175,7 +168,7 @@ void Publisher::pass_on(size_t index, std::vector<QueuedInvalidation> items) {
         finished.push_back(std::move(item));
         continue;
       }
-      std::string key = handoff_key(item);
+      std::string key = queue_key(item.channel, item.invalidation.cache_key);
       if (auto it = next.waiting.find(key); it != next.waiting.end()) {
         // One invalidation covers both; the waiting entry keeps its (older) sequence, so the
         // cursor still waits for it, as when the queue merges pending entries.

@@ -74,7 +74,7 @@ class Publisher {
     std::list<QueuedInvalidation> handoff;  // from the stage before, oldest first, not yet taken
     // Each key waits in the handoff at most once: a newer change merges into the waiting entry,
     // as the queue merges pending ones, so a slow or absent sink holds one entry per key, not
-    // one per coalescing window. By channel + '\0' + cache key.
+    // one per coalescing window. By queue_key().
     std::unordered_map<std::string, std::list<QueuedInvalidation>::iterator> waiting;
     bool closed = false;  // the stage before has stopped: nothing more comes
   };
