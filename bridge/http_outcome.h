@@ -1,18 +1,25 @@
-// What an HTTP answer (or the lack of one) means for a delivery: the rules every sink shares.
-// Pure apart from reading the httplib result.
+// What an HTTP answer (or the lack of one) means for a delivery, and the client it comes
+// through: the rules every sink shares.
 #pragma once
 
+#include <chrono>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "sink.h"
 
 namespace httplib {
+class Client;
 class Result;
 enum class Error;
 }  // namespace httplib
 
 namespace bridge {
+
+// A client for `base_url` (scheme://host:port) whose connect, read and write each end after
+// `timeout`, keeping the connection when the peer does.
+std::unique_ptr<httplib::Client> make_http_client(const std::string& base_url, std::chrono::milliseconds timeout);
 
 // A transport error in a sentence ("cannot connect (refused, or no route: is <peer> running
 // there?)"), not httplib's one word.

@@ -18,15 +18,9 @@ std::string base_url(const ParsedUrl& url) {
 class HttpSinkClient : public SinkClient {
  public:
   HttpSinkClient(const Config& config, const ParsedUrl& url)
-      : secret_(config.http_sink_secret), path_(url.path), http_(base_url(url)) {
-    auto timeout = config.http_timeout;
-    auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout);
-    auto micros = std::chrono::duration_cast<std::chrono::microseconds>(timeout - seconds);
-    http_.set_connection_timeout(seconds.count(), micros.count());
-    http_.set_read_timeout(seconds.count(), micros.count());
-    http_.set_write_timeout(seconds.count(), micros.count());
-    http_.set_keep_alive(true);  // an app behind a CDN keeps the connection: no connect per batch
-  }
+      : secret_(config.http_sink_secret),
+        path_(url.path),
+        http_(make_http_client(base_url(url), config.http_timeout)) {}
 
   PublishOutcome send(std::span<const QueuedInvalidation> items) override {
     std::string body = encode_http_sink_body(items);
@@ -36,14 +30,14 @@ class HttpSinkClient : public SinkClient {
         {"X-Cache-Bridge-Timestamp", std::to_string(now)},
         {"X-Cache-Bridge-Signature", http_sink_signature(secret_, now, body)},
     };
-    auto result = http_.Post(path_, headers, body, "application/json");
+    auto result = http_->Post(path_, headers, body, "application/json");
     return classify_http_result(result, result ? result->status : 0, "the receiver");
   }
 
  private:
   const std::string& secret_;
   const std::string& path_;
-  httplib::Client http_;
+  std::unique_ptr<httplib::Client> http_;
 };
 
 }  // namespace

@@ -49,18 +49,9 @@ PublishOutcome classify(const httplib::Result& result) {
 }  // namespace
 
 SoketiClient::SoketiClient(const Config& config, Metrics* metrics) : config_(config), metrics_(metrics) {
-  auto timeout = config.http_timeout;
-  auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout);
-  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(timeout - seconds);
   for (size_t i = 0; i < config.soketi_addresses.size(); ++i) {
     urls_.push_back(config.soketi_base_url(i));
-    auto http = std::make_unique<httplib::Client>(urls_.back());
-    http->set_connection_timeout(seconds.count(), micros.count());
-    http->set_read_timeout(seconds.count(), micros.count());
-    http->set_write_timeout(seconds.count(), micros.count());
-    // Soketi closes after every response; a proxy in front (or Pusher) may keep it open.
-    http->set_keep_alive(true);
-    http_.push_back(std::move(http));
+    http_.push_back(make_http_client(urls_.back(), config.http_timeout));
   }
 }
 
