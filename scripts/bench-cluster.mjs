@@ -29,6 +29,7 @@ import {
 } from '../tests/integration/harness.mjs';
 import { forkWorker } from './benchmark/ipc.mjs';
 import { cpuMeter } from './benchmark/proc.mjs';
+import { percentile } from './benchmark/stats.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CHANNEL = 'invalidations';
@@ -65,19 +66,6 @@ function parseArgs(argv) {
   opts.seconds ??= opts.quick ? 3 : 5;
   opts.rounds ??= opts.quick ? 1 : 2;
   return opts;
-}
-
-function percentile(hist, p) {
-  let total = 0;
-  for (const n of hist.values()) total += n;
-  if (total === 0) return null;
-  const rank = Math.ceil(p * total);
-  let seen = 0;
-  for (const ms of [...hist.keys()].sort((a, b) => a - b)) {
-    seen += hist.get(ms);
-    if (seen >= rank) return ms;
-  }
-  return null;
 }
 
 class ClusterBench {

@@ -30,6 +30,7 @@ import {
 import { forkWorker } from './benchmark/ipc.mjs';
 import { cpuMeter, cpuSeconds, peakRssBytes, resetPeakRss, rssParts } from './benchmark/proc.mjs';
 import { renderReport } from './benchmark/report.mjs';
+import { percentile } from './benchmark/stats.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CHANNEL = 'invalidations';
@@ -414,19 +415,6 @@ function diffMetrics(before, after) {
   const errors = Object.keys(after).filter((k) => k.startsWith('publish_errors_total')).reduce((a, k) => a + d(k), 0);
   return { events: d('events_published_total'), batches: d('batches_published_total'), errors,
     retries: d('publish_retries_total'), coalesced: d('coalesced_total') };
-}
-
-function percentile(hist, p) {
-  let total = 0;
-  for (const n of hist.values()) total += n;
-  if (total === 0) return null;
-  const rank = Math.ceil(p * total);
-  let seen = 0;
-  for (const ms of [...hist.keys()].sort((a, b) => a - b)) {
-    seen += hist.get(ms);
-    if (seen >= rank) return ms;
-  }
-  return null;
 }
 
 // ---------------------------------------------------------------------------------------
