@@ -96,15 +96,32 @@ bool eventually(const std::function<bool()>& condition) {
 const auto everything = [](const QueuedInvalidation&) { return true; };
 const auto no_replays = [](const QueuedInvalidation& item) { return !item.invalidation.replay; };
 
+// The bridge's shape: Soketi first, the app second (away until a test brings it back), on a
+// queue without coalescing windows; stopped at once at the end of the test.
+struct TwoSinks {
+  TwoSinks(size_t max_keys, int workers, std::function<bool(const QueuedInvalidation&)> app_wants)
+      : queue(0ms, max_keys),
+        soketi("first", 10, everything),
+        app("second", 100, std::move(app_wants)),
+        publisher({&soketi, &app}, queue, workers, 0us) {
+    app.away = true;
+    publisher.start();
+  }
+  ~TwoSinks() {
+    publisher.set_drain_deadline(0ms);
+    publisher.drain_and_stop();
+  }
+  CoalescingQueue queue;
+  FakeSink soketi;
+  FakeSink app;
+  Publisher publisher;
+};
+
 }  // namespace
 
 TEST_CASE("a later sink that is away holds back neither the first sink nor a hot key, and holds one entry per key") {
-  CoalescingQueue queue(0ms, 5);  // room for 5 entries in all: a handoff entry per change would fill it
-  FakeSink soketi("first", 10, everything);
-  FakeSink app("second", 100, no_replays);
-  app.away = true;
-  Publisher publisher({&soketi, &app}, queue, 2, 0us);
-  publisher.start();
+  TwoSinks pipeline(5, 2, no_replays);  // room for 5 entries in all: a handoff entry per change would fill it
+  auto& [queue, soketi, app, publisher] = pipeline;
 
   uint64_t start = queue.next_sequence();
   for (int64_t seq = 1; seq <= 50; ++seq) {
@@ -131,28 +148,18 @@ TEST_CASE("a later sink that is away holds back neither the first sink nor a hot
 }
 
 TEST_CASE("replays go to the first sink only, and are done without waiting for the one that skips them") {
-  CoalescingQueue queue(0ms, 100);
-  FakeSink soketi("first", 10, everything);
-  FakeSink app("second", 100, no_replays);
-  app.away = true;
-  Publisher publisher({&soketi, &app}, queue, 1, 0us);
-  publisher.start();
+  TwoSinks pipeline(100, 1, no_replays);
+  auto& [queue, soketi, app, publisher] = pipeline;
   for (int i = 0; i < 5; ++i) REQUIRE(queue.push("c", change("r" + std::to_string(i), 10 + i, /*replay=*/true)));
   REQUIRE(eventually([&] { return queue.idle(); }));  // done, though the app is away
   CHECK(soketi.received().size() == 5);
   CHECK(app.received().empty());
   CHECK(queue.low_watermark() == queue.next_sequence());
-  publisher.set_drain_deadline(0ms);
-  publisher.drain_and_stop();
 }
 
 TEST_CASE("at the drain deadline a sink that is still away is given up on, within the deadline, and says so") {
-  CoalescingQueue queue(0ms, 100);
-  FakeSink soketi("first", 10, everything);
-  FakeSink app("second", 100, everything);
-  app.away = true;
-  Publisher publisher({&soketi, &app}, queue, 1, 0us);
-  publisher.start();
+  TwoSinks pipeline(100, 1, everything);
+  auto& [queue, soketi, app, publisher] = pipeline;
   REQUIRE(queue.push("c", change("k", 1)));
   REQUIRE(eventually([&] { return soketi.received().size() == 1; }));
   publisher.set_drain_deadline(300ms);
