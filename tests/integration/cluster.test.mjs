@@ -16,20 +16,14 @@ import { after, before, describe, test } from 'node:test';
 
 import {
   freePort, http, isInvalidation, isLiveInvalidation, runBridge, sleep, sourceIndependent, startRedis, startSoketi,
-  startStack, subscribe, waitUntil, waitUntilLinked,
+  metricValue, startStack, subscribe, waitUntil, waitUntilLinked,
 } from './harness.mjs';
 
 const SECRET = 'it-cluster-secret-5d2a';
 
-/** Sum of all samples of a Prometheus metric (any labels), or undefined. */
+/** Sum of all samples of a metric (any labels) on a bridge's /metrics, or undefined. */
 async function metric(bridge, name) {
-  const { text } = await http(`${bridge.opsUrl}/metrics`);
-  let sum;
-  for (const line of text.split('\n')) {
-    const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/);
-    if (m && m[1] === name) sum = (sum ?? 0) + Number(m[3]);
-  }
-  return sum;
+  return metricValue((await http(`${bridge.opsUrl}/metrics`)).text, name);
 }
 
 describe('cluster: two Soketi nodes on Redis, the bridge failing over between them', sourceIndependent, () => {

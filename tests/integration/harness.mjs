@@ -128,6 +128,21 @@ export async function http(url, { method = 'GET', headers = {}, body, timeoutMs 
 }
 
 /** Hex HMAC-SHA256 of a raw webhook body: the X-Pusher-Signature Soketi sends. */
+/**
+ * A metric's value in a Prometheus exposition text: the sum of its samples (any labels), or,
+ * with `name` written with its labels (`cache_bridge_role{role="active"}`), that sample's.
+ * undefined when absent.
+ */
+export function metricValue(text, name) {
+  let sum;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/);
+    if (m && (name.includes('{') ? m[1] + (m[2] ?? '') : m[1]) === name) sum = (sum ?? 0) + Number(m[3]);
+  }
+  return sum;
+}
+
 export function signWebhook(rawBody, secret) {
   return createHmac('sha256', secret).update(rawBody).digest('hex');
 }

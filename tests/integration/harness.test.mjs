@@ -13,7 +13,8 @@ import { createRequire } from 'node:module';
 import { after, before, describe, test } from 'node:test';
 
 import {
-  freePort, notifyOnly, signWebhook, SQL_FILE, sourceIndependent, startPostgres, startSoketi, subscribe, waitUntil, withTimeout,
+  freePort, metricValue, notifyOnly, signWebhook, SQL_FILE, sourceIndependent, startPostgres, startSoketi, subscribe, waitUntil,
+  withTimeout,
 } from './harness.mjs';
 
 describe('PostgreSQL and the SQL triggers', notifyOnly('the triggers and the store they write'), () => {
@@ -270,4 +271,14 @@ describe('Soketi through scripts/soketi', sourceIndependent, () => {
     assert.ok(r.code === 0 || r.signal === 'SIGTERM' || r.code === null, JSON.stringify(r));
     assert.ok(Date.now() - t0 < 15000);
   });
+});
+
+test('metricValue: the sum over labels, one labelled sample when asked for it, undefined when absent', sourceIndependent, () => {
+  const text = ['# HELP cache_bridge_x A counter.', '# TYPE cache_bridge_x counter',
+    'cache_bridge_x{kind="a"} 2', 'cache_bridge_x{kind="b"} 3', 'cache_bridge_xy 7', 'cache_bridge_role{role="active"} 1'].join('\n');
+  assert.equal(metricValue(text, 'cache_bridge_x'), 5);
+  assert.equal(metricValue(text, 'cache_bridge_x{kind="b"}'), 3);
+  assert.equal(metricValue(text, 'cache_bridge_xy'), 7);
+  assert.equal(metricValue(text, 'cache_bridge_role{role="standby"}'), undefined);
+  assert.equal(metricValue(text, 'cache_bridge_missing'), undefined);
 });

@@ -16,7 +16,7 @@ import { createHmac } from 'node:crypto';
 
 import {
   cleanEnv, freePort, http, isLiveInvalidation, notifyOnly, repoRoot, runBridge, spawnCaptured, startStack,
-  waitUntil,
+  metricValue, waitUntil,
 } from './harness.mjs';
 
 const EXAMPLE = path.join(repoRoot, 'deploy', 'clients', 'nextjs');
@@ -84,8 +84,6 @@ function signed(body, { secret = SINK_SECRET, timestamp = Math.floor(Date.now() 
   };
 }
 
-const metric = (text, name) => Number(text.match(new RegExp(`^${name} (\\S+)$`, 'm'))?.[1] ?? NaN);
-
 describe('HTTP sink: a real Next.js app revalidates its tagged pages, no worker',
   notifyOnly('the HTTP sink sits after the queue, the same under both sources'), () => {
     let stack;
@@ -101,7 +99,7 @@ describe('HTTP sink: a real Next.js app revalidates its tagged pages, no worker'
       BRIDGE_HTTP_SINK_SECRET: SINK_SECRET,
     });
     const postedCount = async () =>
-      metric((await http(`${stack.opsUrl}/metrics`)).text, 'cache_bridge_http_sink_invalidations_total');
+      metricValue((await http(`${stack.opsUrl}/metrics`)).text, 'cache_bridge_http_sink_invalidations_total');
     /** Runs `sql` and waits until the bridge has POSTed its invalidation to the app. */
     const changeAndWaitForPost = async (sql, params) => {
       const posted = await postedCount();
@@ -183,7 +181,7 @@ describe('HTTP sink: a real Next.js app revalidates its tagged pages, no worker'
 
     test('replays for new WebSocket subscribers are not POSTed to the app', async () => {
       const sent = await postedCount();
-      const replays = async () => metric((await http(`${stack.opsUrl}/metrics`)).text, 'cache_bridge_replayed_invalidations_total');
+      const replays = async () => metricValue((await http(`${stack.opsUrl}/metrics`)).text, 'cache_bridge_replayed_invalidations_total');
       const replayed = await replays();
       const res = await stack.postWebhook([{ name: 'channel_occupied', channel: 'invalidations' }]);
       assert.equal(res.status, 200);
@@ -215,10 +213,10 @@ describe('HTTP sink: a real Next.js app revalidates its tagged pages, no worker'
       next = await app.start({ port: nextPort, env: nextEnv() });
       await waitUntil(async () => (await page('1')) === 'while-away', 20000, { message: 'the page shows "while-away"' });
       const name = 'cache_bridge_http_sink_invalidations_total';
-      await waitUntil(async () => metric(await metrics(), name) >= metric(before, name) + 23, 10000,
+      await waitUntil(async () => metricValue(await metrics(), name) >= metricValue(before, name) + 23, 10000,
         { message: 'all 23 changes POSTed' });
       const after = await metrics();
-      const posts = metric(after, 'cache_bridge_http_sink_requests_total') - metric(before, 'cache_bridge_http_sink_requests_total');
+      const posts = metricValue(after, 'cache_bridge_http_sink_requests_total') - metricValue(before, 'cache_bridge_http_sink_requests_total');
       t.diagnostic(`23 changes while the app was away reached it in ${posts} POST(s)`);
       assert.ok(posts <= 5, `the backlog went out in few POSTs, not one per change (${posts})`);
     });

@@ -9,20 +9,9 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
-import { freePort, http, runBridge, sleep, source, startStack, waitUntil } from './harness.mjs';
+import { freePort, http, metricValue, runBridge, sleep, source, startStack, waitUntil } from './harness.mjs';
 
 const SECRET = 'it-obs-secret-93b0';
-
-/** Sum of all samples of a Prometheus metric (any labels) in an exposition text, or undefined. */
-function metricValue(text, name) {
-  let sum;
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#')) continue;
-    const m = line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/);
-    if (m && m[1] === name) sum = (sum ?? 0) + Number(m[3]);
-  }
-  return sum;
-}
 
 describe('observability: health, readiness, metrics and --check', () => {
   let stack;

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 
-import { WARN_OR_ERROR, http, sleep, source, startStack, waitUntil, walOnly } from './harness.mjs';
+import { WARN_OR_ERROR, http, metricValue, sleep, source, startStack, waitUntil, walOnly } from './harness.mjs';
 
 const TAKEOVER_BOUND_MS = 15000; // the goal is 5 s (scripts/bench-takeover); the CI machine is shared
 const OVERLAP_BOUND_MS = 3000;   // generous: the old active only drains what it had queued
@@ -24,20 +24,14 @@ export function lockKeyOf(name) {
   return BigInt.asIntN(64, hash);
 }
 
-/** A sample of /metrics' value `name` (with its labels as written), or undefined. */
-function metric(text, name) {
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line === undefined ? undefined : Number(line.slice(name.length + 1));
-}
-
 /** {role: 'active'|'standby', published, replays, ready: status, readyText} of a bridge. */
 async function look(bridge) {
   const [m, r] = await Promise.all([http(`${bridge.opsUrl}/metrics`, { timeoutMs: 2000 }),
     http(`${bridge.opsUrl}/readyz`, { timeoutMs: 2000 })]);
   return {
-    role: metric(m.text, 'cache_bridge_role{role="active"}') === 1 ? 'active' : 'standby',
-    published: metric(m.text, 'cache_bridge_events_published_total'),
-    replays: metric(m.text, 'cache_bridge_replay_requests_total'),
+    role: metricValue(m.text, 'cache_bridge_role{role="active"}') === 1 ? 'active' : 'standby',
+    published: metricValue(m.text, 'cache_bridge_events_published_total'),
+    replays: metricValue(m.text, 'cache_bridge_replay_requests_total'),
     ready: r.status,
     readyText: r.text.trim(),
   };
