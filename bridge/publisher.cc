@@ -117,7 +117,8 @@ void Publisher::run_stage(size_t index) {
   while (true) {
     std::vector<QueuedInvalidation> items;
     if (index == 0) {
-      items = queue_.take(max_batch, CoalescingQueue::Clock::now() + std::chrono::seconds(1), linger_);
+      items = queue_.take(max_batch, CoalescingQueue::Clock::now() + std::chrono::seconds(1), linger_,
+                          CoalescingQueue::Batching::kFillWhileOut);
       if (items.empty()) {
         if (queue_.closed()) return;  // closed and drained
         continue;

@@ -71,7 +71,10 @@ bool StampWriter::record(const std::string& channel, const Invalidation& invalid
     row.seq = invalidation.seq;
   }
   ++recorded_;
-  work_.notify_one();
+  // The writer needs waking only when it waits for a first stamp, or when the batch just
+  // filled: while it lets stamps gather, a wake-up per change would cost a context switch each.
+  size_t full = std::min(kBatchRows, max_pending_);
+  if (pending_.size() == 1 || pending_.size() == full) work_.notify_one();
   return true;
 }
 

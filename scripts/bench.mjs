@@ -28,8 +28,9 @@ import {
   startSoketi,
 } from '../tests/integration/harness.mjs';
 import { forkWorker } from './benchmark/ipc.mjs';
-import { cpuMeter, cpuSeconds, peakRssBytes, resetPeakRss, rssParts } from './benchmark/proc.mjs';
+import { anonPeakSampler, cpuMeter, cpuSeconds, peakRssBytes, resetPeakRss, rssParts } from './benchmark/proc.mjs';
 import { renderReport } from './benchmark/report.mjs';
+import { parseDuration, renderSoak, runSoak } from './benchmark/soak.mjs';
 import { percentile } from './benchmark/stats.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -41,13 +42,20 @@ const POLL_MS = 100;
 // Arguments and plan
 
 function parseArgs(argv) {
-  const opts = { quick: false, out: path.join(repoRoot, '.local', 'bench.md'), only: null, bridgeEnv: {} };
+  const opts = { quick: false, out: path.join(repoRoot, '.local', 'bench.md'), only: null, bridgeEnv: {}, soakMs: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--quick') opts.quick = true;
     else if (a === '--out') opts.out = path.resolve(argv[++i] ?? '');
     else if (a.startsWith('--out=')) opts.out = path.resolve(a.slice(6));
     else if (a === '--only') opts.only = new RegExp(argv[++i] ?? '');
+    else if (a === '--soak') {
+      opts.soakMs = parseDuration(argv[++i]);
+      if (!(opts.soakMs >= 10000)) {
+        console.error('bench: --soak needs a duration of at least 10 s: 30m, 90s, 2h');
+        process.exit(2);
+      }
+    }
     else if (a === '--bridge-env') {
       const m = (argv[++i] ?? '').match(/^([A-Z_][A-Z0-9_]*)=(.*)$/);
       if (!m) {
@@ -57,7 +65,7 @@ function parseArgs(argv) {
       opts.bridgeEnv[m[1]] = m[2];
     }
     else if (a === '-h' || a === '--help') {
-      console.log('usage: scripts/bench [--quick] [--out PATH (default .local/bench.md)] [--only REGEX] [--bridge-env KEY=VALUE]...');
+      console.log('usage: scripts/bench [--quick] [--soak DURATION] [--out PATH (default .local/bench.md)] [--only REGEX] [--bridge-env KEY=VALUE]...');
       process.exit(0);
     } else {
       console.error(`bench: unknown argument ${a}`);
@@ -295,6 +303,7 @@ class Bench {
     }
     const idleRss = sysPid ? rssParts(sysPid) : null;
     if (sysPid) resetPeakRss(sysPid);
+    const anonSampler = sysPid ? anonPeakSampler(sysPid) : null;
     const meter = cpuMeter({
       system: sysPid, soketi: this.soketi.proc.pid, postgres: { tree: this.pg.proc.pid },
       subscribers0: this.subWorkers[0].pid, subscribers1: this.subWorkers[1].pid,
@@ -335,12 +344,13 @@ class Bench {
     const drain = await this.waitDelivered(load.lastCommit, expected.ids.length);
     const cpu = meter.stop();
     const peakRss = sysPid ? peakRssBytes(sysPid) : NaN;
+    const peakAnon = anonSampler ? anonSampler.stop() : NaN;
     const metricsAfter = await this.bridgeMetrics();
     const fin = await this.subCall('finish', { window: [load.firstStart, load.lastCommit] }, 60000);
     const alive = this.system ? this.system.running() : true;
     if (system !== 'ceiling') await this.stopSystem();
     await this.pg.query(`DROP TABLE IF EXISTS ${table}`);
-    return this.summarize({ system, scenario, load, expected, drain, cpu, peakRss, idleRss, fin, alive,
+    return this.summarize({ system, scenario, load, expected, drain, cpu, peakRss, peakAnon, idleRss, fin, alive,
       metrics: metricsBefore && metricsAfter ? diffMetrics(metricsBefore, metricsAfter) : null });
   }
 
@@ -360,7 +370,7 @@ class Bench {
     }
   }
 
-  summarize({ system, scenario, load, expected, drain, cpu, peakRss, idleRss, fin, alive, metrics }) {
+  summarize({ system, scenario, load, expected, drain, cpu, peakRss, peakAnon, idleRss, fin, alive, metrics }) {
     const perClient = fin.flatMap((f) => f.perClient);
     const hist = new Map();
     for (const f of fin) for (const [ms, n] of f.hist) hist.set(ms, (hist.get(ms) ?? 0) + n);
@@ -390,7 +400,7 @@ class Bench {
       lastAfterCommitMs: drain.doneAt - load.lastCommit,
       latency: scenario.kind === 'ceiling' ? null : { p50: pct(0.5), p99: pct(0.99), max: Math.max(...fin.map((f) => f.latMax)) },
       deliveredPerSecAfterWrites: drain.complete && drainSeconds > 0.2 ? afterWrites / drainSeconds : null,
-      cpu, peakRssBytes: peakRss, idleRss, metrics,
+      cpu, peakRssBytes: peakRss, peakAnonBytes: peakAnon, idleRss, metrics,
       replays: perClient.reduce((a, c) => a + c.replays, 0),
       reconnects: perClient.reduce((a, c) => a + c.reconnects, 0),
       exitedEarly: !alive,
@@ -440,8 +450,32 @@ async function soketiVersion() {
   }
 }
 
+async function soak(opts) {
+  const bench = new Bench(opts, makePlan(false));
+  const startedAt = new Date();
+  const machine = machineDescription();
+  let result;
+  try {
+    log(`starting PostgreSQL (bridge binary: ${BRIDGE_BIN})`);
+    await bench.startCommon();
+    await bench.startSoketi(10);
+    result = await runSoak(bench, opts.soakMs, log);
+  } finally {
+    await bench.stopAll();
+  }
+  const report = renderSoak(result, { startedAt, machine, command: ['scripts/bench', ...process.argv.slice(2)].join(' ') });
+  process.stdout.write(report);
+  const out = opts.out.replace(/bench\.md$/, 'soak.md');
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, report);
+  writeFileSync(out.replace(/\.md$/, '') + '.json', JSON.stringify({ startedAt, machine, result }, null, 2));
+  log(`wrote ${path.relative(process.cwd(), out) || out}`);
+  if (!result.complete || result.undelivered > 0 || !result.alive) process.exit(1);
+}
+
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
+  if (opts.soakMs) return soak(opts);
   const plan = makePlan(opts.quick);
   const bench = new Bench(opts, plan);
   const startedAt = new Date();

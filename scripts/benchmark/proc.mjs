@@ -124,3 +124,24 @@ export function cpuMeter(targets) {
     },
   };
 }
+
+/**
+ * Samples pid's RssAnon every `intervalMs` (the kernel keeps no high-water mark of the anonymous
+ * part alone). stop() returns the largest seen, in bytes (NaN when nothing could be read).
+ */
+export function anonPeakSampler(pid, intervalMs = 20) {
+  let peak = NaN;
+  const sample = () => {
+    const { anon } = rssParts(pid);
+    if (Number.isFinite(anon) && !(anon <= peak)) peak = anon;
+  };
+  sample();
+  const timer = setInterval(sample, intervalMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      sample();
+      return peak;
+    },
+  };
+}
