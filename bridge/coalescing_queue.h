@@ -9,9 +9,11 @@
 // Per key at most one publish is in flight: a change that becomes ready while an earlier one
 // of its key is still being published (or retried) waits until that one is done().
 //
-// At most max_keys entries wait or are in flight: push() of a new key blocks while the cap is
-// reached (backpressure on the listener, never a drop). Besides those, a key published
-// within the last window is remembered without its payload (a few dozen bytes).
+// At most max_keys entries wait or are in flight, and their footprint() stays within about
+// max_bytes (so a burst of large rows cannot take the memory that a burst of small ones
+// may): push() of a new key blocks while either cap is reached (backpressure on the listener,
+// never a drop). Besides those, a key published within the last window is remembered without
+// its payload (a few dozen bytes).
 //
 // Every push gets a sequence number. low_watermark() is the smallest sequence not yet
 // published (or next_sequence() when all are), so the listener knows what is safely out.
@@ -24,6 +26,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -48,7 +51,12 @@ struct QueuedInvalidation {
   Invalidation invalidation;
   uint64_t sequence = 0;  // the oldest push merged into this entry
   bool key_released = false;  // release()d: the key's next entry no longer waits for this one
+  size_t charged_bytes = 0;   // what it counts against max_bytes until done()
 };
+
+// About what one entry of `invalidation` under `queue_key` costs the queue, the publisher and the
+// allocator: its strings plus a fixed share for the containers that track it.
+size_t footprint(const std::string& queue_key, const Invalidation& invalidation);
 
 class CoalescingQueue {
  public:
@@ -57,8 +65,11 @@ class CoalescingQueue {
   using Clock = std::chrono::steady_clock;
 
   // `clock` is not owned and must outlive the queue.
-  CoalescingQueue(std::chrono::milliseconds window, size_t max_keys,
+  CoalescingQueue(std::chrono::milliseconds window, size_t max_keys, size_t max_bytes,
                   QueueClock& clock = QueueClock::steady());
+  CoalescingQueue(std::chrono::milliseconds window, size_t max_keys,
+                  QueueClock& clock = QueueClock::steady())
+      : CoalescingQueue(window, max_keys, SIZE_MAX, clock) {}
   CoalescingQueue(const CoalescingQueue&) = delete;
   CoalescingQueue& operator=(const CoalescingQueue&) = delete;
 
@@ -68,6 +79,7 @@ class CoalescingQueue {
   // or the queue is closed.
   bool try_push(const std::string& channel, Invalidation& invalidation);
   size_t max_keys() const { return max_keys_; }
+  size_t bytes() const;  // the footprint of what waits or is in flight
 
   // How take() treats a partial batch while an earlier one is still out.
   enum class Batching {
@@ -109,6 +121,7 @@ class CoalescingQueue {
   struct KeyState {
     std::unique_ptr<Invalidation> pending;
     uint64_t pending_sequence = 0;
+    size_t pending_bytes = 0;  // footprint() of pending
     Clock::time_point window_end{};  // no publication before this (leading edge: in the past)
     bool ready = false;              // in ready_
     int in_flight = 0;               // taken, not yet done()
@@ -125,6 +138,7 @@ class CoalescingQueue {
 
   const std::chrono::milliseconds window_;
   const size_t max_keys_;
+  const size_t max_bytes_;
   QueueClock& clock_;  // reads the time and does every wait
 
   mutable std::mutex mutex_;
@@ -146,6 +160,7 @@ class CoalescingQueue {
   size_t pending_ = 0;
   size_t in_flight_ = 0;
   size_t unreleased_ = 0;  // taken entries whose key is not released yet: a batch is out
+  size_t bytes_ = 0;       // footprint of the pending and in-flight entries
   bool closed_ = false;
 };
 

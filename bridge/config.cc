@@ -308,6 +308,7 @@ ConfigResult parse_config(const EnvMap& env) {
   if (c.event_name.size() > 200) r.errors.push_back("BRIDGE_EVENT: longer than 200 bytes");
   c.coalesce_window = std::chrono::milliseconds(r.integer("BRIDGE_COALESCE_MS", 200, 0, 3600000));
   c.queue_max_keys = static_cast<size_t>(r.integer("BRIDGE_QUEUE_MAX_KEYS", 10000, 1, 100000000));
+  c.queue_max_bytes = static_cast<size_t>(r.integer("BRIDGE_QUEUE_MAX_BYTES", 2 << 20, 64 << 10, int64_t{1} << 40));
   c.publish_concurrency = static_cast<int>(r.integer("BRIDGE_PUBLISH_CONCURRENCY", 2, 1, 64));
   c.publish_linger = std::chrono::microseconds(r.integer("BRIDGE_PUBLISH_LINGER_US", 0, 0, 1000000));
   c.http_timeout = std::chrono::milliseconds(r.integer("BRIDGE_HTTP_TIMEOUT_MS", 5000, 100, 600000));

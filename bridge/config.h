@@ -61,6 +61,7 @@ struct Config {
   std::string event_name = "cache-invalidate";
   std::chrono::milliseconds coalesce_window{200};
   size_t queue_max_keys = 10000;
+  size_t queue_max_bytes = 2u << 20;  // BRIDGE_QUEUE_MAX_BYTES
   int publish_concurrency = 2;
   std::chrono::microseconds publish_linger{0};  // BRIDGE_PUBLISH_LINGER_US
   std::chrono::milliseconds http_timeout{5000};

@@ -8,19 +8,6 @@
 
 namespace bridge {
 
-std::unique_ptr<httplib::Client> make_http_client(const std::string& base_url, std::chrono::milliseconds timeout) {
-  auto http = std::make_unique<httplib::Client>(base_url);
-  auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout);
-  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(timeout - seconds);
-  http->set_connection_timeout(seconds.count(), micros.count());
-  http->set_read_timeout(seconds.count(), micros.count());
-  http->set_write_timeout(seconds.count(), micros.count());
-  // Soketi closes after every response; a proxy in front of it, or an app behind a CDN, may
-  // keep the connection open: then there is no connect per request.
-  http->set_keep_alive(true);
-  return http;
-}
-
 std::string describe_http_error(httplib::Error error, std::string_view peer) {
   switch (error) {
     case httplib::Error::Connection:

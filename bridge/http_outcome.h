@@ -1,5 +1,5 @@
-// What an HTTP answer (or the lack of one) means for a delivery, and the client it comes
-// through: the rules every sink shares.
+// What an HTTP answer (or the lack of one) means for a delivery: the rules every sink shares.
+// The answers come through an HttpTransport (http_transport.h).
 #pragma once
 
 #include <chrono>
@@ -10,16 +10,11 @@
 #include "sink.h"
 
 namespace httplib {
-class Client;
 class Result;
 enum class Error;
 }  // namespace httplib
 
 namespace bridge {
-
-// A client for `base_url` (scheme://host:port) whose connect, read and write each end after
-// `timeout`, keeping the connection when the peer does.
-std::unique_ptr<httplib::Client> make_http_client(const std::string& base_url, std::chrono::milliseconds timeout);
 
 // A transport error in a sentence ("cannot connect (refused, or no route: is <peer> running
 // there?)"), not httplib's one word.

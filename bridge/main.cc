@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
             config.channel_template, config.event_name, config.coalesce_window.count());
 
   Metrics metrics(config.pg_channels);
-  CoalescingQueue queue(config.coalesce_window, config.queue_max_keys);
+  CoalescingQueue queue(config.coalesce_window, config.queue_max_keys, config.queue_max_bytes);
   ChangeClock clock(std::chrono::duration_cast<std::chrono::microseconds>(config.clock_margin).count(),
                     config.frozen_clock_ms);
   StampWriter stamps(config.database_url, config.cursor_name, config.queue_max_keys, metrics);

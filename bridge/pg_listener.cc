@@ -179,7 +179,7 @@ Status PgListener::connect_and_catch_up() {
     if (auto s = prepare_stamps(&cursor); !s) return s;
     // Stamps after the cursor's resume_seq may not have been published (held back, or a
     // by-hand NOTIFY): publish them from the stamps.
-    backlog_ = Backlog{cursor.resume_seq + 1, clock_.last()};
+    backlog_ = Backlog{cursor.resume_seq + 1, clock_.last(), {}};
     size_t count = 0;
     std::string snapshot_xmin;
     auto s = store::read_since(
@@ -375,15 +375,16 @@ void PgListener::push(Invalidation invalidation) {
     queue_.push(channel, std::move(invalidation));
     return;
   }
-  if (queue_.try_push(channel, invalidation) || queue_.closed()) return;
+  int64_t seq = invalidation.seq;
+  if (queue_.try_push(channel, invalidation) || queue_.closed()) return backlog_.queued_live(seq);
   // The queue is full: hold the change back rather than stop reading (its stamp is stored).
   if (backlog_.empty()) {
     log::warn("publishing is behind ({} keys waiting): holding changes back in the store from seq {} "
               "and reading on, so PostgreSQL's notification queue never fills",
-              queue_.max_keys(), invalidation.seq);
-    backlog_.from = invalidation.seq;
+              queue_.max_keys(), seq);
+    backlog_.from = seq;
   }
-  backlog_.to = invalidation.seq;
+  backlog_.to = seq;
   ++metrics_.notifications_held_back;
 }
 
@@ -414,19 +415,29 @@ Status PgListener::drain_backlog() {
       return s;
     }
     for (auto& row : rows) {
-      Invalidation inv;
-      inv.cache_key = std::move(row.cache_key);
-      inv.table = std::move(row.table);
-      inv.seq = row.seq;
-      if (!queue_.try_push(row.channel, inv)) return Status::ok();  // full again: later
+      if (!backlog_.went_live(row.seq)) {
+        Invalidation inv;
+        inv.cache_key = std::move(row.cache_key);
+        inv.table = std::move(row.table);
+        inv.seq = row.seq;
+        if (!queue_.try_push(row.channel, inv)) return Status::ok();  // full again: later
+      }
       backlog_.from = row.seq + 1;
     }
     if (rows.size() < static_cast<size_t>(kPage)) {
       backlog_.from = backlog_.to + 1;
+      backlog_.live.clear();
       log::info("publishing caught up with the changes held back");
     }
   }
   return Status::ok();
+}
+
+bool PgListener::Backlog::went_live(int64_t seq) {
+  while (!live.empty() && live.front() < seq) live.pop_front();  // the read-back only moves forward
+  if (live.empty() || live.front() != seq) return false;
+  live.pop_front();
+  return true;
 }
 
 store::Cursor PgListener::cursor_of(const Checkpoint& checkpoint) const {

@@ -32,6 +32,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -84,11 +85,20 @@ class PgListener : public ChangeSource {
     int64_t seq_at_marker = 0;
     int64_t first_seq_after = 0;  // the first change stamped after the marker: the cursor's lag once saved
   };
-  // Seqs of held-back changes: every stamp from..to not yet published (empty when from > to).
+  // Seqs of held-back changes: every stamp from..to not yet published (empty when from > to),
+  // but those queued live meanwhile (whenever the queue had room): read back with the others,
+  // they would be published twice (at saturation, up to a third of what reached Soketi).
   struct Backlog {
+    static constexpr size_t kMaxLive = 65536;  // then the rest of them may go out twice
     int64_t from = 1;
     int64_t to = 0;
+    std::deque<int64_t> live;  // ascending; at most kMaxLive
     bool empty() const { return from > to; }
+    void queued_live(int64_t seq) {
+      if (!empty() && live.size() < kMaxLive) live.push_back(seq);
+    }
+    // Whether `seq` (read back in ascending order) went out live; forgets those before it.
+    bool went_live(int64_t seq);
   };
 
   void run();

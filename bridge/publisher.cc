@@ -116,6 +116,7 @@ void Publisher::run_stage(size_t index) {
   size_t max_batch = stage.sink->max_batch();
   while (true) {
     std::vector<QueuedInvalidation> items;
+    route.client->prepare();  // the next connection's handshake overlaps the wait
     if (index == 0) {
       items = queue_.take(max_batch, CoalescingQueue::Clock::now() + std::chrono::seconds(1), linger_,
                           CoalescingQueue::Batching::kFillWhileOut);

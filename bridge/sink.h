@@ -37,6 +37,8 @@ class SinkClient {
   // Delivers `items` in one request. REQUIRES: items.size() <= the sink's max_batch(); an
   // empty batch (the HTTP sink only) checks that the receiver accepts the bridge.
   virtual PublishOutcome send(std::span<const QueuedInvalidation> items) = 0;
+  // Called while the worker waits for work: a client may open its next connection ahead.
+  virtual void prepare() {}
 };
 
 // Thread-safe: every member may be called from any worker.

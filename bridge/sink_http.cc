@@ -6,21 +6,18 @@
 
 #include "event_encoder.h"
 #include "http_outcome.h"
+#include "http_transport.h"
 #include "pusher_signer.h"
 
 namespace bridge {
 namespace {
-
-std::string base_url(const ParsedUrl& url) {
-  return fmt::format("{}://{}:{}", url.scheme, url.host, url.port);
-}
 
 class HttpSinkClient : public SinkClient {
  public:
   HttpSinkClient(const Config& config, const ParsedUrl& url)
       : secret_(config.http_sink_secret),
         path_(url.path),
-        http_(make_http_client(base_url(url), config.http_timeout)) {}
+        http_(make_http_transport(url.scheme, url.host, url.port, config.http_timeout)) {}
 
   PublishOutcome send(std::span<const QueuedInvalidation> items) override {
     std::string body = encode_http_sink_body(items);
@@ -30,14 +27,14 @@ class HttpSinkClient : public SinkClient {
         {"X-Cache-Bridge-Timestamp", std::to_string(now)},
         {"X-Cache-Bridge-Signature", http_sink_signature(secret_, now, body)},
     };
-    auto result = http_->Post(path_, headers, body, "application/json");
+    auto result = http_->post(path_, headers, body, "application/json");
     return classify_http_result(result, result ? result->status : 0, "the receiver");
   }
 
  private:
   const std::string& secret_;
   const std::string& path_;
-  std::unique_ptr<httplib::Client> http_;
+  std::unique_ptr<HttpTransport> http_;
 };
 
 }  // namespace

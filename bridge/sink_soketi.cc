@@ -20,6 +20,7 @@ class SoketiSinkClient : public SinkClient {
     }
     return client_.publish(events_);
   }
+  void prepare() override { client_.prepare(); }
 
  private:
   const Config& config_;

@@ -51,7 +51,9 @@ PublishOutcome classify(const httplib::Result& result) {
 SoketiClient::SoketiClient(const Config& config, Metrics* metrics) : config_(config), metrics_(metrics) {
   for (size_t i = 0; i < config.soketi_addresses.size(); ++i) {
     urls_.push_back(config.soketi_base_url(i));
-    http_.push_back(make_http_client(urls_.back(), config.http_timeout));
+    const SoketiAddress& address = config.soketi_addresses[i];
+    http_.push_back(make_http_transport(config.soketi_use_tls ? "https" : "http", address.host, address.port,
+                                        config.http_timeout));
   }
 }
 
@@ -91,14 +93,16 @@ PublishOutcome SoketiClient::publish(std::span<const PusherEvent> events) {
   }
   std::string failures;
   auto result = send_with_failover(
-      [&](httplib::Client& http) { return http.Post(signed_target("POST", api_path, body), body, "application/json"); },
+      [&](HttpTransport& http) { return http.post(signed_target("POST", api_path, body), {}, body, "application/json"); },
       &failures);
   PublishOutcome outcome = classify(result);
   if (urls_.size() > 1 && worth_another_address(result)) outcome.detail = "every address failed: " + failures;
   return outcome;
 }
 
-httplib::Result SoketiClient::send_with_failover(const std::function<httplib::Result(httplib::Client&)>& send,
+void SoketiClient::prepare() { http_[current_]->prepare(); }
+
+httplib::Result SoketiClient::send_with_failover(const std::function<httplib::Result(HttpTransport&)>& send,
                                                  std::string* failures) {
   const size_t first = current_;
   size_t at = first;
@@ -123,7 +127,7 @@ Status SoketiClient::occupied_channels(std::vector<std::string>* channels) {
   std::string api_path = "/apps/" + config_.app_id + "/channels";
   std::string failures;
   auto result = send_with_failover(
-      [&](httplib::Client& http) { return http.Get(signed_target("GET", api_path, "")); }, &failures);
+      [&](HttpTransport& http) { return http.get(signed_target("GET", api_path, "")); }, &failures);
   if (!result || (!answered_ && urls_.size() > 1)) {
     // With several addresses, each one's reason (no answer or a 5xx) is in `failures`.
     return Status::error(urls_.size() == 1 ? "Soketi unreachable at " + failures

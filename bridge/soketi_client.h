@@ -25,12 +25,12 @@
 
 #include "config.h"
 #include "event_encoder.h"
+#include "http_transport.h"
 #include "metrics.h"
 #include "sink.h"
 #include "status.h"
 
 namespace httplib {
-class Client;
 class Result;
 }
 
@@ -50,6 +50,9 @@ class SoketiClient {
   // GET /apps/<id>/channels: the occupied channels (of the whole cluster, with the Redis adapter).
   [[nodiscard]] Status occupied_channels(std::vector<std::string>* channels);
 
+  // Between calls: opens the next connection to the current address ahead (HttpTransport::prepare).
+  void prepare();
+
   // The base URL of the current address (no secret).
   const std::string& current_url() const { return urls_[current_]; }
   // Whether the last call got an answer other than a 5xx from some address.
@@ -59,13 +62,13 @@ class SoketiClient {
   std::string signed_target(const char* method, const std::string& api_path, const std::string& body) const;
   // Applies the failover rule to one request; `failures` gets "<url>: <why>" for every address
   // that failed. The result is the current address's (the last one tried when all failed).
-  httplib::Result send_with_failover(const std::function<httplib::Result(httplib::Client&)>& send,
+  httplib::Result send_with_failover(const std::function<httplib::Result(HttpTransport&)>& send,
                                      std::string* failures);
 
   const Config& config_;
   Metrics* metrics_;
   std::vector<std::string> urls_;                        // base URL per address, as in config
-  std::vector<std::unique_ptr<httplib::Client>> http_;  // one per address, same order
+  std::vector<std::unique_ptr<HttpTransport>> http_;  // one per address, same order
   size_t current_ = 0;                                   // index into urls_ and http_
   bool answered_ = false;
 };

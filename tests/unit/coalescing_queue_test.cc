@@ -497,3 +497,36 @@ TEST_CASE("release(): the key's next change may go, while the released one still
   CHECK(q.low_watermark() == q.next_sequence());
   CHECK(q.idle());
 }
+
+TEST_CASE("the byte bound: large rows fill the queue sooner than small ones; it empties as they are done") {
+  ManualClock clock(kJump);
+  Invalidation big = inv("big:1", 1);
+  big.data_json = std::string(3000, 'x');
+  size_t one_big = footprint(queue_key("c", big.cache_key), big);
+  CoalescingQueue q(0ms, 1000, 2 * one_big, clock);  // room for two such rows, by bytes
+  for (int i = 1; i <= 2; ++i) {
+    Invalidation row = big;
+    row.cache_key = "big:" + std::to_string(i);
+    REQUIRE(q.try_push("c", row));
+  }
+  CHECK(q.bytes() >= 2 * one_big - 16);
+  Invalidation third = big;
+  third.cache_key = "big:3";
+  CHECK_FALSE(q.try_push("c", third));  // far below max_keys, but the bytes are used up
+  Invalidation merge = big;             // a newer change of a waiting key still merges
+  merge.cache_key = "big:1";
+  merge.seq = 2;
+  CHECK(q.try_push("c", merge));
+
+  auto taken = q.take(10, soon(clock));
+  REQUIRE(taken.size() == 2);
+  CHECK_FALSE(q.try_push("c", third));  // in flight still counts
+  q.done(taken);
+  CHECK(q.bytes() == 0);
+  CHECK(q.try_push("c", third));
+
+  // An entry larger than the whole bound still goes through an empty queue.
+  CoalescingQueue tiny(0ms, 1000, 100, clock);
+  CHECK(tiny.try_push("c", big));
+  CHECK(tiny.take(10, soon(clock)).size() == 1);
+}
