@@ -111,6 +111,7 @@ std::string Metrics::render(const std::string& version) const {
   counter("snapshots_refused_total", "GET /snapshot requests refused (bad request, auth, rate, store).",
           snapshots_refused);
   gauge("queue_depth", "Distinct keys waiting to be published.", queue_depth);
+  gauge("queue_bytes", "Footprint of what waits or is in flight (at most BRIDGE_QUEUE_MAX_BYTES, about).", queue_bytes);
   gauge("pg_listen_connected", "1 while the LISTEN connection is up.", listen_connected);
   out += fmt::format("# HELP cache_bridge_pg_notification_queue_usage PostgreSQL's notification queue, "
                      "fraction used (COMMITs that NOTIFY fail at 1).\n"

@@ -70,6 +70,7 @@ struct Metrics {
   std::atomic<uint64_t> snapshots_served{0};
   std::atomic<uint64_t> snapshots_refused{0};  // 400/401/403/429/503
   std::atomic<int64_t> queue_depth{0};
+  std::atomic<int64_t> queue_bytes{0};
   std::atomic<int> listen_connected{0};
   std::atomic<double> notify_queue_usage{0};  // pg_notification_queue_usage(), 0..1
   // The WAL source (BRIDGE_SOURCE=wal).

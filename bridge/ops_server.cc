@@ -123,6 +123,7 @@ bool OpsServer::ready(std::string* reason) { return source_.ready(reason) && sok
 void OpsServer::refresh_scraped_gauges() {
   // The queue's own counters, read per scrape rather than per publish.
   metrics_.queue_depth = static_cast<int64_t>(queue_.pending_keys());
+  metrics_.queue_bytes = static_cast<int64_t>(queue_.bytes());
   metrics_.coalesced = queue_.coalesced_count();
   int64_t pending = metrics_.cursor_pending_since_us;
   metrics_.cursor_lag_seconds = pending > 0 ? std::max<double>(0, (epoch_us() - pending) / 1e6) : 0.0;

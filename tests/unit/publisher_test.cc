@@ -156,7 +156,6 @@ TEST_CASE("replays go to the first sink only, and are done without waiting for t
   auto& queue = pipeline.queue;
   auto& soketi = pipeline.soketi;
   auto& app = pipeline.app;
-  auto& publisher = pipeline.publisher;
   for (int i = 0; i < 5; ++i) REQUIRE(queue.push("c", change("r" + std::to_string(i), 10 + i, /*replay=*/true)));
   REQUIRE(eventually([&] { return queue.idle(); }));  // done, though the app is away
   CHECK(soketi.received().size() == 5);
