@@ -18,7 +18,8 @@
 
 import { spawn, execFileSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync, chownSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chownSync } from 'node:fs';
+import https from 'node:https';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
@@ -121,10 +122,31 @@ export function withTimeout(promise, timeoutMs, message = 'operation') {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** GET/POST with a bounded time. Returns {status, headers, text}. Network errors throw. */
-export async function http(url, { method = 'GET', headers = {}, body, timeoutMs = 5000 } = {}) {
+/**
+ * GET/POST with a bounded time. Returns {status, headers, text}. Network errors throw.
+ * With `ca` (PEM), an https URL is fetched trusting that CA (e.g. a test's self-signed cert):
+ * Node's fetch (undici) takes no CA per request, so that goes through node:https instead, whose
+ * headers come back as a plain object, not a Headers.
+ */
+export async function http(url, { method = 'GET', headers = {}, body, timeoutMs = 5000, ca } = {}) {
+  if (ca) return httpsWithCa(url, { method, headers, body, timeoutMs, ca });
   const res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(timeoutMs) });
   return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+function httpsWithCa(url, { method, headers, body, timeoutMs, ca }) {
+  return new Promise((resolve, reject) => {
+    const req = https.request(url, { method, headers, ca, timeout: timeoutMs }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk) => { text += chunk; });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, text }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${url}: no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 /** Hex HMAC-SHA256 of a raw webhook body: the X-Pusher-Signature Soketi sends. */
@@ -624,12 +646,16 @@ export function soketiRedisEnv(redis) {
  * (or the given ones, e.g. to restart on the same port), and waits until GET / answers 200.
  * With `redis` ({host, port}: startRedis()), it is a node of the cluster on that Redis
  * (soketiRedisEnv); waitUntilLinked() says when nodes pass messages to each other.
- * Returns {host, port, metricsPort, appId, key, secret, url, proc, pusher (server SDK), stop(),
+ * With `tls` ({cert, key: PEM file paths, passphrase?, ca?: PEM to trust, default the cert's
+ * text, as for a self-signed one}), its port speaks TLS only (SOKETI_SSL_CERT / _KEY / _PASS:
+ * Soketi then serves uWS.SSLApp, https and wss): url is https://, the readiness check and the
+ * server SDK trust `ca`, and `ca` is returned for subscribers (subscribe({ca})).
+ * Returns {host, port, metricsPort, appId, key, secret, url, ca, proc, pusher (server SDK), stop(),
  *          options (to start it again identically)}.
  */
 export async function startSoketi({ appId = 'app-id', key = 'app-key', secret = 'app-secret', webhookUrl,
   eventTypes = ['channel_occupied', 'cache_miss'], batchSize, maxSizeKb, debug = false, port, metricsPort,
-  redis, env = {}, startTimeoutMs = 30000 } = {}) {
+  redis, tls, env = {}, startTimeoutMs = 30000 } = {}) {
   port ??= await freePort();
   metricsPort ??= await freePort();
   const dir = tempDir('cache-bridge-soketi-');
@@ -644,7 +670,11 @@ export async function startSoketi({ appId = 'app-id', key = 'app-key', secret = 
     SOKETI_WEBHOOK_EVENT_TYPES: webhookUrl ? eventTypes.join(',') : undefined,
     SOKETI_EVENT_MAX_BATCH_SIZE: batchSize,
     SOKETI_EVENT_MAX_SIZE_IN_KB: maxSizeKb,
+    SOKETI_SSL_CERT: tls?.cert,
+    SOKETI_SSL_KEY: tls?.key,
+    SOKETI_SSL_PASS: tls?.passphrase,
   };
+  const ca = tls && (tls.ca ?? readFileSync(tls.cert, 'utf8'));
   const envFile = writeEnvFile(path.join(dir, '.env'), fileEnv);
   // Tests stop and restart Soketi: a short grace period keeps that quick.
   // Soketi's node discovery would broadcast UDP and merge parallel instances into one cluster:
@@ -654,7 +684,7 @@ export async function startSoketi({ appId = 'app-id', key = 'app-key', secret = 
     SOKETI_CLUSTER_HOST: '127.0.0.1', SOKETI_CLUSTER_UNICAST_ADDRESSES: '127.0.0.1',
     SOKETI_CLUSTER_PORT: await freePort(), ...(redis ? soketiRedisEnv(redis) : {}), ...env });
   const proc = spawnCaptured(SOKETI_SCRIPT, ['--env-file', envFile], { name: redis ? `soketi:${port}` : 'soketi', env: procEnv, cwd: dir });
-  const base = `http://127.0.0.1:${port}`;
+  const base = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const stop = async () => {
     const r = await proc.stop({ signal: 'SIGTERM', killAfterMs: 15000 });
     removeTempDir(dir);
@@ -663,13 +693,14 @@ export async function startSoketi({ appId = 'app-id', key = 'app-key', secret = 
   try {
     await waitUntil(async () => {
       if (!proc.running()) throw new Error(`soketi exited:\n${proc.output()}`);
-      return (await http(`${base}/`, { timeoutMs: 1000 })).status === 200;
+      return (await http(`${base}/`, { timeoutMs: 1000, ca })).status === 200;
     }, startTimeoutMs, { intervalMs: 100, message: `Soketi answering GET ${base}/` });
   } catch (err) {
     await stop();
     throw new Error(`${err.message}\n${proc.output()}`);
   }
-  const pusher = new PusherServer({ appId, key, secret, host: '127.0.0.1', port: String(port), useTLS: false });
+  const pusher = new PusherServer({ appId, key, secret, host: '127.0.0.1', port: String(port), useTLS: Boolean(tls),
+    ...(tls ? { agent: new https.Agent({ ca }) } : {}) });
   return {
     host: '127.0.0.1',
     port,
@@ -678,9 +709,10 @@ export async function startSoketi({ appId = 'app-id', key = 'app-key', secret = 
     key,
     secret,
     url: base,
+    ca,
     proc,
     pusher,
-    options: { appId, key, secret, webhookUrl, eventTypes, batchSize, maxSizeKb, debug, port, metricsPort, redis, env },
+    options: { appId, key, secret, webhookUrl, eventTypes, batchSize, maxSizeKb, debug, port, metricsPort, redis, tls, env },
     /** Names of channels with at least one subscriber (Soketi's HTTP API). */
     async occupiedChannels() {
       const res = await pusher.get({ path: '/channels' });
@@ -754,7 +786,7 @@ export async function waitUntilLinked(nodes, { timeoutMs = 15000 } = {}) {
     for (const to of nodes) {
       if (from === to) continue;
       const channel = `cluster-probe-${from.port}-${to.port}-${Math.random().toString(36).slice(2, 8)}`;
-      const sub = await subscribe({ port: to.port, key: to.key, secret: to.secret, channel });
+      const sub = await subscribe({ port: to.port, key: to.key, secret: to.secret, ca: to.ca, channel });
       try {
         await waitUntil(async () => {
           await from.pusher.trigger(channel, 'probe', { from: from.port });
@@ -839,20 +871,41 @@ export async function runBridge({ timeoutMs = 30000, ...opts } = {}) {
 // ---------------------------------------------------------------------------------------
 // pusher-js subscriber
 
+// pusher-js (Node) opens its sockets with faye-websocket's Client(url), passing no TLS options,
+// and none of its own options reaches them. faye's Client takes {ca} as its third argument: for
+// wss:// origins registered here, the constructor pusher-js gets (Pusher.Runtime.getWebSocketAPI,
+// which its ws transport calls per socket) adds the origin's CA, so that a test trusts exactly
+// its own certificate; NODE_TLS_REJECT_UNAUTHORIZED=0 would turn verification off process-wide.
+// Installed on the first wss client only: plain ws:// clients never go through it.
+const caByWssOrigin = new Map(); // 'host:port' -> PEM
+function trustForPusherJs(host, port, ca) {
+  if (caByWssOrigin.size === 0) {
+    const FayeClient = PusherClient.Runtime.getWebSocketAPI();
+    PusherClient.Runtime.getWebSocketAPI = () => function WebSocketTrustingTestCa(url, protocols, options = {}) {
+      const u = new URL(url);
+      const trusted = u.protocol === 'wss:' ? caByWssOrigin.get(u.host) : undefined;
+      return new FayeClient(url, protocols, trusted ? { ...options, ca: trusted } : options);
+    };
+  }
+  caByWssOrigin.set(`${host}:${port}`, ca);
+}
+
 /**
  * A pusher-js client for Soketi on 127.0.0.1:port. With `secret`, private- and presence-
  * channels are authorised in-process, signed as an app's auth endpoint would sign them.
+ * With `ca` (PEM: startSoketi({tls}) returns it), it connects over wss, trusting that CA.
  */
-export function pusherClient({ port, key = 'app-key', secret, host = '127.0.0.1' }) {
+export function pusherClient({ port, key = 'app-key', secret, host = '127.0.0.1', ca }) {
   const channelAuthorization = secret && {
     customHandler: ({ socketId, channelName }, callback) => {
       callback(null, { auth: `${key}:${createHmac('sha256', secret).update(`${socketId}:${channelName}`).digest('hex')}` });
     },
   };
+  if (ca) trustForPusherJs(host, port, ca);
   return new PusherClient(key, {
     wsHost: host,
     wsPort: port,
-    forceTLS: false,
+    ...(ca ? { wssPort: port, forceTLS: true } : { forceTLS: false }),
     enabledTransports: ['ws'],
     cluster: 'mt1',
     disableStats: true,
@@ -867,8 +920,8 @@ export function pusherClient({ port, key = 'app-key', secret, host = '127.0.0.1'
  *    internal: [...] (pusher:* events such as pusher:cache_miss), waitFor(predicate, timeoutMs),
  *    waitForCount(predicate, n, timeoutMs), disconnect()}.
  */
-export async function subscribe({ port, key = 'app-key', secret, channel, host = '127.0.0.1', timeoutMs = 10000 }) {
-  const client = pusherClient({ port, key, secret, host });
+export async function subscribe({ port, key = 'app-key', secret, channel, host = '127.0.0.1', ca, timeoutMs = 10000 }) {
+  const client = pusherClient({ port, key, secret, host, ca });
   const events = [];
   const internal = [];
   const listeners = new Set();
@@ -1038,7 +1091,8 @@ export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {
       return stack.soketi;
     },
     subscribe(channel, opts = {}) {
-      return subscribe({ port: stack.soketi.port, key: stack.soketi.key, secret: stack.soketi.secret, channel, ...opts });
+      return subscribe({ port: stack.soketi.port, key: stack.soketi.key, secret: stack.soketi.secret, ca: stack.soketi.ca,
+        channel, ...opts });
     },
     /**
      * Posts a webhook to the bridge as Soketi does: {time_ms, events} signed with the app's
@@ -1052,7 +1106,7 @@ export async function startStack({ soketi: soketiOptions = {}, pg: pgOptions = {
     },
     /** A pusher-js client for this stack's Soketi (private channels authorised). */
     pusherClient() {
-      return pusherClient({ port: stack.soketi.port, key: stack.soketi.key, secret: stack.soketi.secret });
+      return pusherClient({ port: stack.soketi.port, key: stack.soketi.key, secret: stack.soketi.secret, ca: stack.soketi.ca });
     },
     async stop() {
       await Promise.allSettled([...bridges].map((b) => b.stop()));
