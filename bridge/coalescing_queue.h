@@ -79,6 +79,7 @@ class CoalescingQueue {
   // or the queue is closed.
   bool try_push(const std::string& channel, Invalidation& invalidation);
   size_t max_keys() const { return max_keys_; }
+  size_t max_bytes() const { return max_bytes_; }
   size_t bytes() const;  // the footprint of what waits or is in flight
 
   // How take() treats a partial batch while an earlier one is still out.

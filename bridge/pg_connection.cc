@@ -87,6 +87,29 @@ static Status check_result(PGconn* conn, PGresult* raw, PgResultPtr* result) {
 
 void pg_set_answer_deadline(std::chrono::milliseconds deadline) { g_answer_deadline = deadline; }
 
+namespace {
+struct NotificationRoute {
+  PGconn* conn = nullptr;
+  PgNotificationsDuringQueries::Handler handler = nullptr;
+  void* context = nullptr;
+};
+thread_local NotificationRoute t_route;
+
+void hand_over_notifications(PGconn* conn) {
+  if (conn != t_route.conn) return;
+  while (PGnotify* notify = PQnotifies(conn)) {
+    t_route.handler(t_route.context, *notify);
+    PQfreemem(notify);
+  }
+}
+}  // namespace
+
+PgNotificationsDuringQueries::PgNotificationsDuringQueries(PGconn* conn, Handler handler, void* context) {
+  t_route = {conn, handler, context};
+}
+
+PgNotificationsDuringQueries::~PgNotificationsDuringQueries() { t_route = {}; }
+
 Status pg_await_result(PGconn* conn) {
   auto deadline = std::chrono::steady_clock::now() + g_answer_deadline;
   while (PQisBusy(conn)) {
@@ -100,7 +123,9 @@ Status pg_await_result(PGconn* conn) {
     int ready = ::poll(&fd, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
     if (ready < 0 && errno != EINTR) return Status::error("poll failed");
     if (ready > 0 && !PQconsumeInput(conn)) return Status::error(pg_error(conn));
+    hand_over_notifications(conn);
   }
+  hand_over_notifications(conn);
   return Status::ok();
 }
 

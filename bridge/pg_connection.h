@@ -59,6 +59,20 @@ void pg_set_answer_deadline(std::chrono::milliseconds deadline);
 // answer deadline passes (an error: give the connection up).
 Status pg_await_result(PGconn* conn);
 
+// While one lives, every query this thread runs on `conn` hands the notifications that arrive
+// meanwhile to `handler` as they are read, instead of leaving them all in libpq's list: a
+// LISTENing backend sends every notification it has queued before it answers a query, so
+// after a backlog (PostgreSQL's queue far ahead of the bridge) one query would otherwise hold
+// all of them in memory at once. One per thread at a time; the handler must not run queries.
+class PgNotificationsDuringQueries {
+ public:
+  using Handler = void (*)(void* context, PGnotify& notify);
+  PgNotificationsDuringQueries(PGconn* conn, Handler handler, void* context);
+  ~PgNotificationsDuringQueries();
+  PgNotificationsDuringQueries(const PgNotificationsDuringQueries&) = delete;
+  PgNotificationsDuringQueries& operator=(const PgNotificationsDuringQueries&) = delete;
+};
+
 // Runs a statement expecting PGRES_COMMAND_OK or PGRES_TUPLES_OK (of several, the last result).
 Status pg_exec(PGconn* conn, const std::string& sql, PgResultPtr* result = nullptr);
 

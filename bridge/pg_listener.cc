@@ -292,6 +292,12 @@ Status PgListener::prepare_stamps(store::Cursor* cursor) {
 Status PgListener::receive_until_broken() {
   auto next_checkpoint = steady_clock::now() + kCheckpointInterval;
   auto next_verify = steady_clock::now() + kVerifyInterval;
+  // The listener's own queries (checkpoints, the backlog's pages) wait behind every
+  // notification PostgreSQL has queued for this session: they are handled as they come.
+  PgNotificationsDuringQueries during_queries(
+      conn_.get(), [](void* self, PGnotify& notify) { static_cast<PgListener*>(self)->handle_during_query(notify); },
+      this);
+  deferred_markers_.clear();
   while (!stopping_) {
     pollfd fd{PQsocket(conn_.get()), POLLIN, 0};
     if (fd.fd < 0) return Status::error("connection has no socket");
@@ -306,6 +312,7 @@ Status PgListener::receive_until_broken() {
       handle_notification(*raw);
       PQfreemem(raw);
     }
+    handle_deferred_markers();
     if (auto s = drain_backlog(); !s) return s;
     auto now = steady_clock::now();
     if (borrowing_ && now >= next_borrow_check_) {
@@ -316,6 +323,7 @@ Status PgListener::receive_until_broken() {
     }
     if (now >= next_checkpoint && store_installed_ && !final_barrier_sent_) {
       if (auto s = advance_checkpoint(); !s) return s;
+      handle_deferred_markers();
       last_verified_ms_ = steady_ms();
       next_checkpoint = now + kCheckpointInterval;
     }
@@ -329,7 +337,24 @@ Status PgListener::receive_until_broken() {
       next_verify = now + kVerifyInterval;
     }
   }
+  handle_deferred_markers();
   return Status::ok();
+}
+
+void PgListener::handle_during_query(const PGnotify& notify) {
+  // A marker waits until the query is over: the query may be the one that sends it, before
+  // the checkpoint knows its number. Those after it then count as before it (the cursor waits
+  // a little longer; nothing is passed early).
+  if (marker_channel_ == notify.relname) {
+    deferred_markers_.emplace_back(notify.extra ? notify.extra : "");
+    return;
+  }
+  handle_notification(notify);
+}
+
+void PgListener::handle_deferred_markers() {
+  for (const auto& payload : deferred_markers_) handle_marker(marker_channel_, payload);
+  deferred_markers_.clear();
 }
 
 void PgListener::handle_notification(const PGnotify& notify) {
@@ -402,14 +427,13 @@ Status PgListener::send_final_barrier() {
 Status PgListener::drain_backlog() {
   constexpr int kPage = 1000;
   constexpr int kMaxPagesPerCall = 20;  // then back to reading notifications
-  // What is read must be in the store.
+  // What is read must be in the store: up to `written`, whatever is held back meanwhile.
   if (backlog_.empty() || !stamps_.flush(std::chrono::milliseconds(200))) return Status::ok();
+  const int64_t written = backlog_.to;
   std::vector<store::StampRow> rows;
   // Live changes first: fill the queue only up to half.
-  for (int page = 0; page < kMaxPagesPerCall && !backlog_.empty() &&
-                     queue_.pending_keys() < queue_.max_keys() / 2;
-       ++page) {
-    if (auto s = store::read_stamps_between(conn_.get(), config_.cursor_name, backlog_.from, backlog_.to,
+  for (int page = 0; page < kMaxPagesPerCall && backlog_.from <= written && queue_half_empty(); ++page) {
+    if (auto s = store::read_stamps_between(conn_.get(), config_.cursor_name, backlog_.from, written,
                                             kPage, &rows);
         !s) {
       return s;
@@ -425,12 +449,18 @@ Status PgListener::drain_backlog() {
       backlog_.from = row.seq + 1;
     }
     if (rows.size() < static_cast<size_t>(kPage)) {
-      backlog_.from = backlog_.to + 1;
-      backlog_.live.clear();
-      log::info("publishing caught up with the changes held back");
+      backlog_.from = written + 1;
+      if (backlog_.empty()) {
+        backlog_.live.clear();
+        log::info("publishing caught up with the changes held back");
+      }
     }
   }
   return Status::ok();
+}
+
+bool PgListener::queue_half_empty() const {
+  return queue_.pending_keys() < queue_.max_keys() / 2 && queue_.bytes() < queue_.max_bytes() / 2;
 }
 
 bool PgListener::Backlog::went_live(int64_t seq) {

@@ -113,6 +113,9 @@ class PgListener : public ChangeSource {
   Status prepare_stamps(store::Cursor* cursor);  // REQUIRES: connected, the cursor loaded
   Status receive_until_broken();
   void handle_notification(const PGnotify& notify);
+  // A notification read while one of the listener's queries waits for its answer.
+  void handle_during_query(const PGnotify& notify);
+  void handle_deferred_markers();
   void push(Invalidation invalidation);
   Status advance_checkpoint();
   // At most once per BRIDGE_LOG_TRIM_S (after a saved cursor): deletes the log rows every
@@ -120,6 +123,7 @@ class PgListener : public ChangeSource {
   Status trim_log();
   store::Cursor cursor_of(const Checkpoint& checkpoint) const;
   Status drain_backlog();
+  bool queue_half_empty() const;  // room for the backlog: live changes keep the other half
   Status send_final_barrier();  // for a clean stop (finish_receiving)
   bool handle_marker(std::string_view channel, std::string_view payload);  // true: it was one
 
@@ -152,6 +156,7 @@ class PgListener : public ChangeSource {
   uint64_t markers_sent_ = 0;
   bool final_barrier_sent_ = false;
   Backlog backlog_;
+  std::vector<std::string> deferred_markers_;  // payloads of markers read during a query
   bool store_installed_ = false;
   bool stamps_installed_ = false;
   bool trim_denied_ = false;  // no DELETE on the log: warned once, not tried again
