@@ -126,26 +126,20 @@ void CoalescingQueue::forget_if_quiet(const std::string& key, Clock::time_point 
 }
 
 std::vector<QueuedInvalidation> CoalescingQueue::take(size_t max_items, Clock::time_point deadline,
-                                                       Clock::duration linger, Batching batching) {
+                                                       Clock::duration linger) {
   std::vector<QueuedInvalidation> taken;
   std::unique_lock lock(mutex_);
   while (true) {
     auto now = clock_.now();
     fire_due_timers(now);
-    auto wake = deadline;
     if (!ready_.empty()) {
       auto full_at = ready_since_ + linger;
-      if (ready_.size() >= max_items || closed_) break;
-      if (now < full_at) {
-        clock_.wait_until(ready_or_timer_, lock, full_at);
-        continue;
-      }
-      if (batching == Batching::kEager || unreleased_ == 0) break;
-      // A batch is out: this one fills until it comes back (release_key() wakes a taker).
-      if (now >= deadline) return taken;
-    } else if (closed_ || now >= deadline) {
-      return taken;
+      if (ready_.size() >= max_items || closed_ || now >= full_at) break;
+      clock_.wait_until(ready_or_timer_, lock, full_at);
+      continue;
     }
+    if (closed_ || now >= deadline) return taken;
+    auto wake = deadline;
     if (!trailing_.empty() && trailing_.top().first < wake) wake = trailing_.top().first;
     clock_.wait_until(ready_or_timer_, lock, wake);
   }
@@ -162,7 +156,6 @@ std::vector<QueuedInvalidation> CoalescingQueue::take(size_t max_items, Clock::t
     state.pending_bytes = 0;  // charged to the taken entry now
     --pending_;
     ++in_flight_;
-    ++unreleased_;
     ++state.in_flight;
     if (window_.count() > 0) {
       state.window_end = now + window_;
@@ -176,8 +169,6 @@ std::vector<QueuedInvalidation> CoalescingQueue::take(size_t max_items, Clock::t
 }
 
 void CoalescingQueue::release_key(const QueuedInvalidation& item, Clock::time_point now) {
-  // The last entry out is back: a partial batch that waited for it may go now.
-  if (--unreleased_ == 0 && !ready_.empty()) ready_or_timer_.notify_one();
   std::string key = queue_key(item.channel, item.invalidation.cache_key);
   auto it = keys_.find(key);
   if (it == keys_.end()) return;

@@ -82,24 +82,13 @@ class CoalescingQueue {
   size_t max_bytes() const { return max_bytes_; }
   size_t bytes() const;  // the footprint of what waits or is in flight
 
-  // How take() treats a partial batch while an earlier one is still out.
-  enum class Batching {
-    kEager,  // takes whatever is ready
-    // Adaptive batching: while entries taken earlier are neither release()d nor done() (a
-    // request is on its way), a partial batch is not taken; what becomes ready meanwhile joins
-    // it, so requests fill up as changes come faster than a request's round trip, while a quiet
-    // queue adds no delay. A full batch (max_items) is taken at once (concurrent requests under load).
-    kFillWhileOut,
-  };
-
   // Waits until entries are ready (or `deadline` passes, or close()), then takes up to
   // max_items of them. With a `linger`, a partial batch waits up to that long after its first
   // entry became ready for more to join it (fewer, fuller requests under load). Each taken
   // entry must be handed back to done() once published (or given up on). Returns an empty
   // vector on timeout or after close() with nothing ready.
   std::vector<QueuedInvalidation> take(size_t max_items, Clock::time_point deadline,
-                                       Clock::duration linger = Clock::duration::zero(),
-                                       Batching batching = Batching::kEager);
+                                       Clock::duration linger = Clock::duration::zero());
   void done(const std::vector<QueuedInvalidation>& items);
   // The first of several sinks has the items: a newer entry of the same key may be taken now,
   // while these go on to the later sinks (which do not care about order: an invalidation is
@@ -160,7 +149,6 @@ class CoalescingQueue {
   uint64_t coalesced_ = 0;
   size_t pending_ = 0;
   size_t in_flight_ = 0;
-  size_t unreleased_ = 0;  // taken entries whose key is not released yet: a batch is out
   size_t bytes_ = 0;       // footprint of the pending and in-flight entries
   bool closed_ = false;
 };

@@ -118,8 +118,7 @@ void Publisher::run_stage(size_t index) {
     std::vector<QueuedInvalidation> items;
     route.client->prepare();  // the next connection's handshake overlaps the wait
     if (index == 0) {
-      items = queue_.take(max_batch, CoalescingQueue::Clock::now() + std::chrono::seconds(1), linger_,
-                          CoalescingQueue::Batching::kFillWhileOut);
+      items = queue_.take(max_batch, CoalescingQueue::Clock::now() + std::chrono::seconds(1), linger_);
       if (items.empty()) {
         if (queue_.closed()) return;  // closed and drained
         continue;

@@ -1,7 +1,5 @@
 // Publisher: delivers ready invalidations from the CoalescingQueue to every sink, in batches
-// within each sink's limits. Batching adapts to the rate: while one request is out, the next
-// fills with what arrives meanwhile, and more go out side by side only with full batches
-// (CoalescingQueue::Batching::kFillWhileOut). The sinks form a pipeline of stages, each with its own workers:
+// within each sink's limits. The sinks form a pipeline of stages, each with its own workers:
 // the first (Soketi) takes from the queue; each later one (the HTTP sink) takes what the one
 // before is done with (accepted, or deliberately dropped), from a handoff of its own, filling
 // its requests with whatever accumulated meanwhile. An entry is done() (and the cursor may pass it) only once the last sink has

@@ -332,64 +332,6 @@ TEST_CASE("with a linger, a partial batch waits for more entries; a full one goe
   CHECK(clock.waits_begun() == waits);  // no wait at all
 }
 
-TEST_CASE("adaptive batching: while a batch is out, the next fills until it comes back") {
-  ManualClock clock(kBlock);
-  CoalescingQueue q(0ms, 100, clock);
-  constexpr auto kFill = CoalescingQueue::Batching::kFillWhileOut;
-  REQUIRE(q.push("c", inv("a", 1)));
-  auto start = clock.now();
-  auto first = q.take(3, start + 2s, 0ms, kFill);  // nothing out: a goes alone, at once
-  REQUIRE(first.size() == 1);
-  CHECK(clock.now() == start);
-
-  REQUIRE(q.push("c", inv("b", 1)));
-  std::vector<QueuedInvalidation> second;
-  Flag taken;
-  Worker consumer(q, [&] {
-    second = q.take(3, start + 2s, 0ms, kFill);
-    taken.set();
-  });
-  REQUIRE(clock.await_waits(1));  // b waits for a's request
-  REQUIRE(q.push("c", inv("c", 1)));
-  REQUIRE(clock.await_waits(2));  // woken by c, and still waiting: a is out, the batch not full
-  CHECK_FALSE(taken.is_set());
-  q.done(first);  // a's request is back
-  REQUIRE(taken.await());
-  consumer.join();
-  CHECK(clock.now() == start);  // no timer involved
-  REQUIRE(second.size() == 2);  // b and c in one request
-  CHECK(second[0].invalidation.cache_key == "b");
-  CHECK(second[1].invalidation.cache_key == "c");
-
-  // A full batch goes at once, side by side with the one out.
-  for (const char* key : {"d", "e", "f"}) REQUIRE(q.push("c", inv(key, 1)));
-  auto waits = clock.waits_begun();
-  CHECK(q.take(3, soon(clock), 0ms, kFill).size() == 3);
-  CHECK(clock.waits_begun() == waits);
-  // The eager default takes a partial batch although others are out.
-  REQUIRE(q.push("c", inv("g", 1)));
-  CHECK(q.take(3, soon(clock)).size() == 1);
-}
-
-TEST_CASE("adaptive batching: a release() by the first sink brings the waiting batch too") {
-  ManualClock clock(kJump);
-  CoalescingQueue q(0ms, 100, clock);
-  constexpr auto kFill = CoalescingQueue::Batching::kFillWhileOut;
-  REQUIRE(q.push("c", inv("a", 1)));
-  auto first = q.take(10, soon(clock), 0ms, kFill);
-  REQUIRE(q.push("c", inv("b", 1)));
-  auto start = clock.now();
-  CHECK(q.take(10, start + 1s, 0ms, kFill).empty());  // a is out: b waits, up to the deadline
-  CHECK(clock.now() == start + 1s);
-  q.release(first);  // the first sink has a; a later one still holds it (not done)
-  auto second = q.take(10, soon(clock), 0ms, kFill);
-  REQUIRE(second.size() == 1);
-  CHECK(second[0].invalidation.cache_key == "b");
-  q.done(first);
-  q.done(second);
-  CHECK(q.idle());
-}
-
 TEST_CASE("keys remembered for their window do not count against the cap") {
   ManualClock clock(kJump);  // a push that waited would move the clock
   CoalescingQueue q(10s, 2, clock);
