@@ -61,12 +61,16 @@ httplib::Result PlainHttpClient::get(const std::string& target) {
 }
 
 void PlainHttpClient::prepare() {
-  if (fd_ >= 0 && Clock::now() - last_active_ > kMaxIdle) close();
+  close_if_idle();
   if (fd_ < 0 && open()) reused_ = true;  // its handshake runs while the worker waits
 }
 
+void PlainHttpClient::close_if_idle() {
+  if (fd_ >= 0 && Clock::now() - last_active_ > kMaxIdle) close();
+}
+
 httplib::Result PlainHttpClient::request(const std::string& head, const std::string& body) {
-  if (fd_ >= 0 && reused_ && Clock::now() - last_active_ > kMaxIdle) close();
+  close_if_idle();
   for (int attempt = 1;; ++attempt) {
     bool was_reused = fd_ >= 0 && reused_;
     auto response = std::make_unique<httplib::Response>();
@@ -256,42 +260,7 @@ PlainHttpClient::Step PlainHttpClient::read_response(httplib::Response* response
   if (length > kMaxBody) return Step::kMalformed;
 
   if (chunked) {
-    std::string body;
-    while (true) {
-      size_t size_end;
-      while ((size_end = in_.find("\r\n")) == std::string::npos) {
-        if (in_.size() > 1024 || read_more(deadline, &eof) != Step::kOk) return Step::kReadFailed;
-      }
-      size_t size = 0;
-      size_t digits = 0;
-      for (char c : std::string_view(in_).substr(0, size_end)) {
-        int v = c >= '0' && c <= '9' ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
-        if (v < 0) break;  // a chunk extension
-        size = size * 16 + static_cast<size_t>(v);
-        if (++digits > 8 || body.size() + size > kMaxBody) return Step::kMalformed;
-      }
-      if (digits == 0) return Step::kMalformed;
-      in_.erase(0, size_end + 2);
-      if (size == 0) {
-        // Trailers, then the empty line.
-        size_t trailer_end;
-        while ((trailer_end = in_.find("\r\n")) != 0) {
-          if (trailer_end == std::string::npos) {
-            if (in_.size() > kMaxHead || read_more(deadline, &eof) != Step::kOk) return Step::kReadFailed;
-          } else {
-            in_.erase(0, trailer_end + 2);
-          }
-        }
-        in_.erase(0, 2);
-        break;
-      }
-      while (in_.size() < size + 2) {
-        if (read_more(deadline, &eof) != Step::kOk) return Step::kReadFailed;
-      }
-      body.append(in_, 0, size);
-      in_.erase(0, size + 2);
-    }
-    response->body = std::move(body);
+    if (Step step = read_chunked_body(deadline, &response->body); step != Step::kOk) return step;
   } else if (has_length) {
     while (in_.size() < length) {
       if (read_more(deadline, &eof) != Step::kOk) return Step::kReadFailed;
@@ -311,6 +280,45 @@ PlainHttpClient::Step PlainHttpClient::read_response(httplib::Response* response
   }
   if (!keep_alive || !in_.empty()) close();  // bytes beyond the answer: not a connection to trust
   return Step::kOk;
+}
+
+PlainHttpClient::Step PlainHttpClient::read_line(Clock::time_point deadline, size_t limit, size_t* end) {
+  bool eof = false;
+  while ((*end = in_.find("\r\n")) == std::string::npos) {
+    if (in_.size() > limit || read_more(deadline, &eof) != Step::kOk) return Step::kReadFailed;
+  }
+  return Step::kOk;
+}
+
+PlainHttpClient::Step PlainHttpClient::read_chunked_body(Clock::time_point deadline, std::string* body) {
+  bool eof = false;
+  while (true) {
+    size_t size_end;
+    if (Step step = read_line(deadline, 1024, &size_end); step != Step::kOk) return step;
+    size_t size = 0;
+    size_t digits = 0;
+    for (char c : std::string_view(in_).substr(0, size_end)) {
+      int v = c >= '0' && c <= '9' ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
+      if (v < 0) break;  // a chunk extension
+      size = size * 16 + static_cast<size_t>(v);
+      if (++digits > 8 || body->size() + size > kMaxBody) return Step::kMalformed;
+    }
+    if (digits == 0) return Step::kMalformed;
+    in_.erase(0, size_end + 2);
+    if (size == 0) break;
+    while (in_.size() < size + 2) {
+      if (read_more(deadline, &eof) != Step::kOk) return Step::kReadFailed;
+    }
+    body->append(in_, 0, size);
+    in_.erase(0, size + 2);
+  }
+  // Trailers, up to the empty line.
+  while (true) {
+    size_t end;
+    if (Step step = read_line(deadline, kMaxHead, &end); step != Step::kOk) return step;
+    in_.erase(0, end + 2);
+    if (end == 0) return Step::kOk;
+  }
 }
 
 }  // namespace bridge

@@ -55,6 +55,11 @@ class PlainHttpClient final : public HttpTransport {
   bool resolve();  // fills address_ (false: unknown host)
   Step write_all(const std::string& head, const std::string& body, std::chrono::steady_clock::time_point deadline);
   Step read_response(httplib::Response* response, std::chrono::steady_clock::time_point deadline);
+  // After the head: the chunks into *body, then the trailers.
+  Step read_chunked_body(std::chrono::steady_clock::time_point deadline, std::string* body);
+  // Until in_ holds a whole line (*end: where its CRLF starts), at most `limit` bytes.
+  Step read_line(std::chrono::steady_clock::time_point deadline, size_t limit, size_t* end);
+  void close_if_idle();  // idle longer than servers keep a connection open: not worth a try
   // Reads more into in_; kOk, kClosedEarly at EOF (`eof` set), or a failure.
   Step read_more(std::chrono::steady_clock::time_point deadline, bool* eof);
   bool wait_for(short events, std::chrono::steady_clock::time_point deadline);

@@ -450,6 +450,22 @@ async function soketiVersion() {
   }
 }
 
+/** How the run was asked for, as a user would type it (without --out). */
+function commandLine() {
+  const args = process.argv.slice(2).filter((a, i, all) => a !== '--out' && all[i - 1] !== '--out' && !a.startsWith('--out='));
+  return ['scripts/bench', ...args].join(' ');
+}
+
+/** Prints the Markdown report, writes it to `out` and the raw numbers beside it (.json). */
+function writeReport(out, markdown, raw) {
+  process.stdout.write(markdown);
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, markdown);
+  const jsonOut = out.replace(/\.md$/, '') + '.json';
+  writeFileSync(jsonOut, JSON.stringify(raw, null, 2));
+  log(`wrote ${path.relative(process.cwd(), out) || out} and ${path.relative(process.cwd(), jsonOut) || jsonOut}`);
+}
+
 async function soak(opts) {
   const bench = new Bench(opts, makePlan(false));
   const startedAt = new Date();
@@ -463,13 +479,8 @@ async function soak(opts) {
   } finally {
     await bench.stopAll();
   }
-  const report = renderSoak(result, { startedAt, machine, command: ['scripts/bench', ...process.argv.slice(2)].join(' ') });
-  process.stdout.write(report);
-  const out = opts.out.replace(/bench\.md$/, 'soak.md');
-  mkdirSync(path.dirname(out), { recursive: true });
-  writeFileSync(out, report);
-  writeFileSync(out.replace(/\.md$/, '') + '.json', JSON.stringify({ startedAt, machine, result }, null, 2));
-  log(`wrote ${path.relative(process.cwd(), out) || out}`);
+  const report = renderSoak(result, { startedAt, machine, command: commandLine() });
+  writeReport(opts.out.replace(/bench\.md$/, 'soak.md'), report, { startedAt, machine, result });
   if (!result.complete || result.undelivered > 0 || !result.alive) process.exit(1);
 }
 
@@ -513,14 +524,9 @@ async function main() {
   const report = renderReport({
     results: bench.results, quick: opts.quick, startedAt, finishedAt, machine: machineBefore,
     soketiVersion: await soketiVersion(), coalesceMs: COALESCE_MS, plan, bridgeEnv: opts.bridgeEnv,
-    command: ['scripts/bench', ...process.argv.slice(2).filter((a, i, all) => a !== '--out' && all[i - 1] !== '--out' && !a.startsWith('--out='))].join(' '),
+    command: commandLine(),
   });
-  process.stdout.write(report);
-  mkdirSync(path.dirname(opts.out), { recursive: true });
-  writeFileSync(opts.out, report);
-  const jsonOut = opts.out.replace(/\.md$/, '') + '.json';
-  writeFileSync(jsonOut, JSON.stringify({ startedAt, finishedAt, machine: machineBefore, results: bench.results }, null, 2));
-  log(`wrote ${path.relative(process.cwd(), opts.out) || opts.out} and ${path.relative(process.cwd(), jsonOut) || jsonOut}`);
+  writeReport(opts.out, report, { startedAt, finishedAt, machine: machineBefore, results: bench.results });
 }
 
 main().catch((err) => {

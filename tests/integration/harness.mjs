@@ -149,7 +149,6 @@ function httpsWithCa(url, { method, headers, body, timeoutMs, ca }) {
   });
 }
 
-/** Hex HMAC-SHA256 of a raw webhook body: the X-Pusher-Signature Soketi sends. */
 /**
  * A metric's value in a Prometheus exposition text: the sum of its samples (any labels), or,
  * with `name` written with its labels (`cache_bridge_role{role="active"}`), that sample's.
@@ -165,8 +164,14 @@ export function metricValue(text, name) {
   return sum;
 }
 
+/** Hex HMAC-SHA256 of a raw webhook body: the X-Pusher-Signature Soketi sends. */
 export function signWebhook(rawBody, secret) {
   return createHmac('sha256', secret).update(rawBody).digest('hex');
+}
+
+/** The HTTP sink's X-Cache-Bridge-Signature of `body` sent at `timestamp` (unix seconds): v1=<hex HMAC-SHA256 of "<ts>.<body>">. */
+export function httpSinkSignature(secret, timestamp, body) {
+  return 'v1=' + createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex');
 }
 
 /** Makes a temp directory that the process-exit hook removes if the test does not. */

@@ -12,11 +12,10 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createHmac } from 'node:crypto';
 
 import {
-  cleanEnv, freePort, http, isLiveInvalidation, notifyOnly, repoRoot, runBridge, spawnCaptured, startStack,
-  metricValue, waitUntil,
+  cleanEnv, freePort, http, httpSinkSignature, isLiveInvalidation, notifyOnly, repoRoot, runBridge, spawnCaptured,
+  startStack, metricValue, waitUntil,
 } from './harness.mjs';
 
 const EXAMPLE = path.join(repoRoot, 'deploy', 'clients', 'nextjs');
@@ -80,7 +79,7 @@ function signed(body, { secret = SINK_SECRET, timestamp = Math.floor(Date.now() 
   return {
     'content-type': 'application/json',
     'x-cache-bridge-timestamp': String(timestamp),
-    'x-cache-bridge-signature': 'v1=' + createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex'),
+    'x-cache-bridge-signature': httpSinkSignature(secret, timestamp, body),
   };
 }
 

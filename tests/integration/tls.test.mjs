@@ -9,13 +9,15 @@
 
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { freePort, http, isInvalidation, isLiveInvalidation, sleep, startStack, tempDir, waitUntil } from './harness.mjs';
+import {
+  freePort, http, httpSinkSignature, isInvalidation, isLiveInvalidation, metricValue, startStack, tempDir, waitUntil,
+} from './harness.mjs';
 
 const SINK_SECRET = 'it-tls-sink-secret-3b9d27';
 
@@ -66,7 +68,7 @@ async function startHttpsSink({ key, cert }) {
 /** Whether a request carries X-Cache-Bridge-Signature v1=<hex HMAC-SHA256 of "<timestamp>.<body>">. */
 function signatureVerifies(request, secret) {
   const timestamp = request.headers['x-cache-bridge-timestamp'];
-  const expected = Buffer.from('v1=' + createHmac('sha256', secret).update(`${timestamp}.${request.body}`).digest('hex'));
+  const expected = Buffer.from(httpSinkSignature(secret, timestamp, request.body));
   const got = Buffer.from(String(request.headers['x-cache-bridge-signature'] ?? ''));
   return got.length === expected.length && timingSafeEqual(got, expected);
 }
@@ -139,7 +141,10 @@ describe('TLS: https to Soketi and to the HTTP sink', () => {
     // The log: publishing to Soketi fails on the handshake and is retried. (The HTTP sink gets
     // a change only once Soketi has it, so it is not tried at all.)
     await bridge.waitForLine(/Soketi: publishing \d+ event\(s\) failed \(.*the TLS handshake failed .*\); retrying/, 15000, { since: mark });
-    await sleep(1000); // a few more retries
+    // Two more attempts (the backoff starts at 100 ms), not a pause hoped to be long enough.
+    const retries = async () => metricValue((await http(`${stack.opsUrl}/metrics`)).text, 'cache_bridge_publish_retries_total') ?? 0;
+    const retriedBefore = await retries();
+    await waitUntil(async () => (await retries()) >= retriedBefore + 2, 15000, { message: 'two more retries' });
     assert.ok(bridge.running(), `the bridge keeps running:\n${bridge.output(mark)}`);
     assert.equal((await http(`${stack.opsUrl}/healthz`)).status, 200);
     assert.equal(sub.events.filter(isInvalidation('items:tls-2')).length, 0, `nothing reached the subscriber:\n${sub.describe()}`);

@@ -45,8 +45,10 @@ class Server {
         return true;
       });
     });
-    server_.Get("/slow", [](const httplib::Request&, httplib::Response& response) {
-      std::this_thread::sleep_for(600ms);
+    server_.Get("/held", [this](const httplib::Request&, httplib::Response& response) {
+      // Answers only once the test lets it (bounded, so a failed test still ends).
+      for (int i = 0; i < 500 && !release_held; ++i) std::this_thread::sleep_for(10ms);
+      answered_held = true;
       response.set_content("late", "text/plain");
     });
     port = server_.bind_to_any_port("127.0.0.1");
@@ -61,6 +63,8 @@ class Server {
   int port = 0;
   std::atomic<int> calls{0};
   std::atomic<bool> close_after{false};
+  std::atomic<bool> release_held{false};
+  std::atomic<bool> answered_held{false};
   std::string last_query, last_header;
 
  private:
@@ -85,6 +89,7 @@ class DropsFirstConnection {
     thread_ = std::thread([this] {
       int first = ::accept(fd_, nullptr, nullptr);
       ::close(first);
+      first_closed = true;
       int second = ::accept(fd_, nullptr, nullptr);
       if (second < 0) return;
       std::string request;
@@ -106,6 +111,7 @@ class DropsFirstConnection {
     if (thread_.joinable()) thread_.join();
   }
   int port = 0;
+  std::atomic<bool> first_closed{false};
   std::atomic<int> requests_on_second{0};
 
  private:
@@ -158,7 +164,8 @@ TEST_CASE("PlainHttpClient: a connection opened ahead that the server dropped is
   DropsFirstConnection server;
   PlainHttpClient client("127.0.0.1", server.port, 2000ms);
   client.prepare();
-  std::this_thread::sleep_for(50ms);  // the server has closed it by now
+  for (int i = 0; i < 500 && !server.first_closed; ++i) std::this_thread::sleep_for(2ms);
+  REQUIRE(server.first_closed);  // dropped before the request is sent
   auto result = client.post("/x", {}, "x", "text/plain");
   REQUIRE(result);
   CHECK(result->status == 200);
@@ -191,9 +198,9 @@ TEST_CASE("PlainHttpClient: refused, and no answer within the timeout") {
 
   Server server;
   PlainHttpClient impatient("127.0.0.1", server.port, 200ms);
-  auto started = std::chrono::steady_clock::now();
-  auto late = impatient.get("/slow");
+  auto late = impatient.get("/held");
   CHECK_FALSE(late);
   CHECK(late.error() == httplib::Error::Read);
-  CHECK(std::chrono::steady_clock::now() - started < 550ms);  // the timeout, not the handler, ended it
+  CHECK_FALSE(server.answered_held);  // the timeout, not the handler, ended it
+  server.release_held = true;
 }
